@@ -1,0 +1,3 @@
+from jaxunsup.cli import main
+
+raise SystemExit(main())
