@@ -1,0 +1,268 @@
+"""The training loop shared by every model: whole epochs as jitted `lax.scan`s.
+
+`fit` puts the dataset on the device once, shuffles it each epoch with
+`jax.random.permutation`, and runs the epoch's steps as one compiled `lax.scan` over batches
+(split into a few chunks on long epochs so a progress bar can tick). Metrics reach the host
+once per chunk. Every epoch appends a row to `metrics.jsonl`; checkpoints are written every
+`checkpoint_every` epochs and at the end, and a later call with the same `workdir` resumes from
+the latest one. Resuming gives the same parameters as an uninterrupted run: the shuffle of epoch
+`e` is a function of (key, e) and the step key of a function of (key, state.step).
+
+A NaN or infinite loss stops training with `TrainingDiverged`, naming the epoch and step; the
+checkpoints already written stay untouched.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+
+from jaxunsup import checkpoint
+
+TrainState = train_state.TrainState
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class FitResult(NamedTuple):
+    state: Any
+    history: list[dict]  # one row per epoch: {"epoch": e, "loss": ..., ...}
+
+
+def create_train_state(apply_fn: Callable, params: Any, tx: optax.GradientTransformation):
+    """A flax TrainState whose `step` is an int32 array (one dispatch-cache entry)."""
+    state = TrainState.create(apply_fn=apply_fn, params=params, tx=tx)
+    return state.replace(step=jnp.zeros((), jnp.int32))
+
+
+def check_positive(name: str, value: float, integer: bool = False) -> None:
+    """Raises ValueError naming `name` unless `value` is a positive (integer) number."""
+    ok = isinstance(value, int | np.integer) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or not math.isfinite(value) or value <= 0:
+        kind = "a positive integer" if integer else "a positive number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def check_images(name: str, images: Any, shape: tuple | None = None) -> np.ndarray:
+    """Validates an image batch before anything is compiled: NHWC, finite, expected shape."""
+    arr = np.asarray(images)
+    if arr.ndim != 4:
+        raise ValueError(f"{name} must be NHWC images [N, H, W, C], got shape {arr.shape}")
+    if shape is not None and tuple(arr.shape[1:]) != tuple(shape):
+        raise ValueError(f"{name} must have per-image shape {tuple(shape)}, got {arr.shape[1:]}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN, inf or non-numeric values; clean the data first")
+    return arr.astype(np.float32, copy=False)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("train_step", "batch_size", "n_steps"), donate_argnums=0
+)
+def _run_chunk(state, data, perm, start, key, *, train_step, batch_size, n_steps):
+    def body(state, i):
+        idx = jax.lax.dynamic_slice_in_dim(perm, (start + i) * batch_size, batch_size)
+        batch = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)  # [B, ...]
+        return train_step(state, batch, key)
+
+    return jax.lax.scan(body, state, jnp.arange(n_steps))
+
+
+def _chunks(steps: int, chunk_steps: int | None) -> list[tuple[int, int]]:
+    """Splits an epoch's steps into (start, size) chunks of at most two distinct sizes."""
+    if not chunk_steps or chunk_steps >= steps:
+        return [(0, steps)]
+    n = math.ceil(steps / chunk_steps)
+    size = math.ceil(steps / n)
+    return [(s, min(size, steps - s)) for s in range(0, steps, size)]
+
+
+def _read_history(path: Path, last_epoch: int) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("epoch", 0) <= last_epoch]
+
+
+def _write_history(path: Path, rows: list[dict]) -> None:
+    from jaxunsup.files import atomic_write_bytes
+
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", leave=False, disable=None)
+
+
+def fit(
+    state: Any,
+    train_step: Callable,
+    data: Any,
+    *,
+    key: jax.Array,
+    epochs: int,
+    batch_size: int,
+    workdir: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    eval_fn: Callable[[Any], dict] | None = None,
+    eval_every: int = 1,
+    chunk_steps: int | None = 500,
+    verbose: bool = True,
+    progress: bool = True,
+) -> FitResult:
+    """Trains `state` for `epochs` epochs over `data` with `train_step`.
+
+    Args:
+      state: a train state (pytree) whose `step` field counts optimiser steps.
+      train_step: `(state, batch, key) -> (state, metrics)`, a module-level function; metrics
+        is a dict of scalars and must contain "loss". It folds `state.step` into `key` itself.
+      data: an array or pytree of arrays with a common leading dimension N (e.g. images, or
+        (images, labels)); it is put on the device once.
+      key: the base key of the run; epoch shuffles and step keys are derived from it.
+      epochs: total number of epochs (a resumed run continues up to this number).
+      batch_size: samples per step; an epoch has N // batch_size steps (the remainder of each
+        shuffled epoch is left out, and differs from epoch to epoch).
+      workdir: where `metrics.jsonl` and `checkpoints/` go; None keeps everything in memory.
+      checkpoint_every: save every this many epochs (and always after the last one).
+      eval_fn: optional `state -> dict` run after every `eval_every` epochs (e.g. test loss);
+        its numbers join that epoch's metrics row.
+      chunk_steps: at most this many steps per compiled call (so the progress bar ticks).
+      verbose: print one line per epoch, like the seeds' loops do.
+      progress: show a tqdm bar (only on a terminal).
+
+    Returns:
+      FitResult(state, history) with one metrics row per epoch since the start of the run.
+
+    Raises:
+      TrainingDiverged: the loss became NaN or infinite.
+      ValueError: bad epochs, batch_size or data.
+    """
+    check_positive("epochs", epochs, integer=True)
+    check_positive("batch_size", batch_size, integer=True)
+    check_positive("checkpoint_every", checkpoint_every, integer=True)
+    leaves = jax.tree.leaves(data)
+    if not leaves:
+        raise ValueError("data is empty: pass an array or a pytree of arrays")
+    n = int(np.shape(leaves[0])[0])
+    if any(int(np.shape(x)[0]) != n for x in leaves):
+        raise ValueError("every array in data must have the same leading dimension")
+    steps = n // batch_size
+    if steps == 0:
+        raise ValueError(f"batch_size={batch_size} is larger than the dataset ({n} samples)")
+
+    data_key, step_key = jax.random.split(key)
+    ckpt_dir = metrics_path = None
+    history: list[dict] = []
+    first_epoch = 1
+    if workdir is not None:
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        ckpt_dir, metrics_path = workdir / "checkpoints", workdir / "metrics.jsonl"
+        last = checkpoint.latest_step(ckpt_dir)
+        if last is not None:
+            state, meta = checkpoint.restore(ckpt_dir, state, last)
+            first_epoch = int(meta["epoch"]) + 1
+            if verbose:
+                print(f"resuming from {ckpt_dir} after epoch {first_epoch - 1}", file=sys.stderr)
+        history = _read_history(metrics_path, first_epoch - 1)
+        _write_history(metrics_path, history)
+
+    data = jax.device_put(data)
+    chunks = _chunks(steps, chunk_steps)
+    bar = _progress((epochs - first_epoch + 1) * steps, 0, progress and first_epoch <= epochs)
+    try:
+        for epoch in range(first_epoch, epochs + 1):
+            perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), n)
+            sums: dict[str, float] = {}
+            for start, size in chunks:
+                state, metrics = _run_chunk(
+                    state, data, perm, start, step_key,
+                    train_step=train_step, batch_size=batch_size, n_steps=size,
+                )  # fmt: skip
+                metrics = jax.device_get(metrics)  # {name: [size]}
+                bad = ~np.isfinite(np.asarray(metrics["loss"]))
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    raise TrainingDiverged(
+                        f"loss became {metrics['loss'][i]} at epoch {epoch}, step {start + i + 1} "
+                        f"of {steps} (global step {(epoch - 1) * steps + start + i + 1}); "
+                        "training stopped, the last good checkpoint is kept"
+                        + (f" in {ckpt_dir}" if ckpt_dir else "")
+                        + ". Try a smaller learning rate or check the data for NaNs."
+                    )
+                for name, values in metrics.items():
+                    sums[name] = sums.get(name, 0.0) + float(np.sum(values, dtype=np.float64))
+                if bar is not None:
+                    bar.update(size)
+            row = {"epoch": epoch, **{k: v / steps for k, v in sums.items()}}
+            if eval_fn is not None and (epoch % eval_every == 0 or epoch == epochs):
+                row.update({k: float(v) for k, v in eval_fn(state).items()})
+            history.append(row)
+            if verbose:
+                extra = " ".join(f"{k}: {v:.4g}" for k, v in row.items() if k not in ("epoch",))
+                print(f"[{epoch}] {extra}", file=sys.stderr)
+            if metrics_path is not None:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            if ckpt_dir is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
+                checkpoint.save(ckpt_dir, epoch, state, {"epoch": epoch})
+    finally:
+        if bar is not None:
+            bar.close()
+    return FitResult(state, history)
+
+
+def restore_latest(workdir: str | os.PathLike, target: Any) -> tuple[Any, int]:
+    """Restores the newest checkpoint that `fit` wrote in `workdir`; returns (state, epoch)."""
+    state, meta = checkpoint.restore(Path(workdir) / "checkpoints", target)
+    return state, int(meta["epoch"])
+
+
+@functools.partial(jax.jit, static_argnames="loss_fn", donate_argnums=0)
+def gradient_step(state, batch, key, *, loss_fn: Callable):
+    """One optimiser step on `loss_fn(params, apply_fn, batch, key) -> (loss, metrics)`.
+
+    Experiment modules bind their loss: `train_step = functools.partial(gradient_step,
+    loss_fn=loss_fn)`, a module-level object, so `fit` compiles it once per shape.
+    """
+    key = jax.random.fold_in(key, state.step)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, metrics), grads = grad_fn(state.params, state.apply_fn, batch, key)
+    return state.apply_gradients(grads=grads), {"loss": loss, **metrics}
+
+
+def batched_apply(fn: Callable, data: Any, batch_size: int = 1000) -> Any:
+    """Applies a jitted `fn(batch) -> pytree` over `data` in fixed-size batches (the last
+    one padded, so one compilation serves every call) and concatenates the results."""
+    leaves = jax.tree.leaves(data)
+    n = int(np.shape(leaves[0])[0])
+    outs = []
+    for start in range(0, n, batch_size):
+        batch = jax.tree.map(lambda a: np.asarray(a[start : start + batch_size]), data)
+        m = int(np.shape(jax.tree.leaves(batch)[0])[0])
+        if m < batch_size and n > batch_size:
+            batch = jax.tree.map(
+                lambda a: np.concatenate([a, np.repeat(a[-1:], batch_size - m, axis=0)]), batch
+            )
+        out = jax.device_get(fn(batch))
+        outs.append(jax.tree.map(lambda a: a[:m], out))
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
