@@ -1,0 +1,142 @@
+"""Command line: `jaxunsup list | run NAME --workdir DIR [--field value ...] | reproduce`.
+
+Flags for `run` come from each experiment's Config dataclass (`--batch-size 50`, tuples as
+`--hidden 128,32,10`, booleans as `--flag/--no-flag`, `none` for an optional value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from pathlib import Path
+
+from jaxunsup.registry import EXPERIMENTS, Experiment
+
+
+def _parse_tuple(item_type):
+    def parse(text: str):
+        parts = [p for p in text.replace(" ", "").split(",") if p]
+        try:
+            return tuple(item_type(p) for p in parts)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {item_type.__name__} values, got {text!r}"
+            ) from None
+
+    return parse
+
+
+def _optional(parse):
+    def wrapped(text: str):
+        return None if text.lower() in ("none", "") else parse(text)
+
+    return wrapped
+
+
+def _field_argument(hint) -> dict:
+    """argparse keyword arguments for a Config field's type hint."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        inner = [a for a in args if a is not type(None)][0]
+        kwargs = _field_argument(inner)
+        kwargs["type"] = _optional(kwargs.get("type", str))
+        return kwargs
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if origin is typing.Literal:
+        return {"type": type(args[0]), "choices": list(args)}
+    if origin is tuple:
+        return {"type": _parse_tuple(args[0]), "metavar": "A,B,..."}
+    if hint in (int, float, str):
+        return {"type": hint}
+    raise TypeError(f"unsupported Config field type {hint!r}")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, exp: Experiment) -> None:
+    hints = typing.get_type_hints(exp.config)
+    for field in dataclasses.fields(exp.config):
+        kwargs = _field_argument(hints[field.name])
+        flags = [f"--{field.name.replace('_', '-')}"]
+        if "_" in field.name:
+            flags.append(f"--{field.name}")
+        default = field.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        parser.add_argument(
+            *flags, dest=field.name, default=argparse.SUPPRESS,
+            help=f"(default: {shown})", **kwargs,
+        )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jaxunsup", description="Classic unsupervised learning in JAX, verified vs PyTorch."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,reproduce}")
+    sub.add_parser("list", help="list the experiments")
+
+    run = sub.add_parser("run", help="run one experiment")
+    exps = run.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    for name, exp in EXPERIMENTS.items():
+        p = exps.add_parser(name, help=f"{exp.summary} (seed {exp.seed})")
+        p.add_argument("--workdir", required=True, type=Path, help="output folder")
+        p.add_argument(
+            "--preset", choices=("default", "quick", "full"), default="default",
+            help="start from the seed's settings (default/full) or the quick preset",
+        )  # fmt: skip
+        _add_config_flags(p, exp)
+
+    rep = sub.add_parser("reproduce", help="run every experiment and write an HTML report")
+    rep.add_argument("--workdir", required=True, type=Path)
+    mode = rep.add_mutually_exclusive_group()
+    mode.add_argument("--quick", dest="mode", action="store_const", const="quick")
+    mode.add_argument("--full", dest="mode", action="store_const", const="full")
+    rep.set_defaults(mode="quick")
+    rep.add_argument(
+        "--only", type=_parse_tuple(str), default=None, metavar="NAME,NAME",
+        help=f"run only these experiments (from: {', '.join(EXPERIMENTS)})",
+    )  # fmt: skip
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        width = max(map(len, EXPERIMENTS))
+        for name, exp in EXPERIMENTS.items():
+            print(f"{name:<{width}}  seed {exp.seed:<8}  {exp.summary}")
+        return 0
+    try:
+        if args.command == "run":
+            exp = EXPERIMENTS[args.experiment]
+            names = {f.name for f in dataclasses.fields(exp.config)}
+            overrides = {k: v for k, v in vars(args).items() if k in names}
+            cfg = exp.make_config(args.preset, **overrides)
+            results = exp.run(cfg, args.workdir)
+            print(f"results: {args.workdir / 'results.json'}")
+            for row in results.get("table", []):
+                print(f"  {row['metric']}: ours {row['ours']}  seed {row.get('seed')}")
+            return 0
+        from jaxunsup import report
+
+        unknown = set(args.only or ()) - set(EXPERIMENTS)
+        if unknown:
+            parser.error(
+                f"unknown experiment(s) {sorted(unknown)}; choose from {list(EXPERIMENTS)}"
+            )
+        summary = report.reproduce(args.workdir, mode=args.mode, only=args.only)
+        print(f"report: {summary['report']}")
+        return 0 if not summary["failed"] else 1
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        print(f"jaxunsup: error: {err}", file=sys.stderr)
+        return 2
+    except FloatingPointError as err:  # training.TrainingDiverged
+        print(f"jaxunsup: training stopped: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

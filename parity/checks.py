@@ -1,0 +1,107 @@
+"""Parity checks: jaxunsup against the seeds' PyTorch models, level by level.
+
+Each check returns rows {model, level, what, max_abs, max_rel, tol, ok}. `python -m parity`
+prints them as a table on whatever device JAX and torch use; `pytest parity/` asserts them.
+Float32 throughout; matmul precision forced to "highest" and TF32 off, so a GPU run checks
+the port, not TF32 rounding.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+
+from jaxunsup import autoencoder, data, training
+from parity import torch_models
+from parity.convert import params_to_torch, torch_to_params
+
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+
+
+def row(model, level, what, ours, ref, atol, rtol=0.0) -> dict:
+    ours = np.asarray(ours, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    err = np.abs(ours - ref)
+    max_abs = float(err.max()) if err.size else 0.0
+    max_rel = float((err / np.maximum(np.abs(ref), 1e-12)).max()) if err.size else 0.0
+    ok = bool(np.all(err <= atol + rtol * np.abs(ref)))
+    tol = f"atol {atol:g}" + (f" + rtol {rtol:g}" if rtol else "")
+    return dict(model=model, level=level, what=what, max_abs=max_abs, max_rel=max_rel, tol=tol,
+                ok=ok)  # fmt: skip
+
+
+def _mnist_batches(n_batches: int, batch_size: int) -> np.ndarray:
+    images = data.load_mnist("train", source="embedded").images
+    return images[: n_batches * batch_size].reshape(n_batches, batch_size, 28, 28, 1)
+
+
+def _nchw(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def check_stacked_ae(steps: int = 100, batch_size: int = 50) -> list[dict]:
+    """Post 000 §2 stacked AE: L0 forward, L1 loss + grads, L2 one Adam step, L3 `steps` steps."""
+    name, lr = "ae-stacked", 1e-4
+    torch.manual_seed(0)
+    ref = torch_models.StackedAutoencoder()
+    sd = {k: v.clone() for k, v in ref.state_dict().items()}
+    params = torch_to_params(sd)
+    model = autoencoder.StackedAE()
+    batches = _mnist_batches(steps, batch_size)
+    x = batches[0]
+    rows = []
+    with jax.default_matmul_precision("highest"):
+        # L0: forward
+        ours = model.apply(params, jnp.asarray(x))
+        theirs = ref(_nchw(x).reshape(-1, 784)).detach().numpy().reshape(x.shape)
+        rows.append(row(name, "L0", "reconstruction", ours, theirs, atol=1e-5))
+        # L1: loss and gradients
+        (loss, _), grads = jax.value_and_grad(autoencoder.loss_fn, has_aux=True)(
+            params, model.apply, jnp.asarray(x), None
+        )
+        ref.zero_grad()
+        t_in = _nchw(x)
+        t_loss = torch.nn.functional.mse_loss(t_in, ref(t_in.view(-1, 784)).view(-1, 1, 28, 28))
+        t_loss.backward()
+        rows.append(row(name, "L1", "loss", loss, t_loss.item(), atol=1e-6))
+        ours_g = params_to_torch(grads, sd)
+        g_err = [row(name, "L1", k, ours_g[k], p.grad.numpy(), atol=1e-6)
+                 for k, p in ref.named_parameters()]  # fmt: skip
+        rows.append(_worst(g_err, "gradients (all layers)"))
+        # L2: one Adam step from the same weights (torch default eps 1e-8 = optax's)
+        state = training.create_train_state(model.apply, params, optax.adam(lr))
+        state, _ = autoencoder.train_step(state, jnp.asarray(x), jax.random.key(0))
+        ref.load_state_dict(sd)
+        torch_models.stacked_ae_train_steps(ref, [_nchw(x)], lr=lr)
+        ours_p = params_to_torch(state.params, sd)
+        p_err = [row(name, "L2", k, ours_p[k], v.numpy(), atol=1e-2 * lr)
+                 for k, v in ref.state_dict().items()]  # fmt: skip
+        rows.append(_worst(p_err, "params after 1 Adam step"))
+        # L3: `steps` steps from the same weights and batch order
+        state = training.create_train_state(model.apply, params, optax.adam(lr))
+        step = functools.partial(autoencoder.train_step, key=jax.random.key(0))
+        losses = []
+        for b in batches:
+            state, m = step(state, jnp.asarray(b))
+            losses.append(float(m["loss"]))
+        ref.load_state_dict(sd)
+        t_losses = torch_models.stacked_ae_train_steps(ref, [_nchw(b) for b in batches], lr=lr)
+        rows.append(row(name, "L3", f"loss curve, {steps} steps", losses, t_losses,
+                        atol=1e-5, rtol=1e-3))  # fmt: skip
+    return rows
+
+
+def _worst(rows: list[dict], what: str) -> dict:
+    worst = max(rows, key=lambda r: r["max_abs"])
+    return {**worst, "what": what, "ok": all(r["ok"] for r in rows)}
+
+
+CHECKS = {
+    "ae-stacked": check_stacked_ae,
+}
