@@ -3,12 +3,12 @@
 Layer names follow one rule: the torch module path with dots replaced by underscores
 (`encoder.0.weight` → `params["encoder_0"]["kernel"]`). Weights change layout:
 
-| torch                               | flax                                          |
-|-------------------------------------|-----------------------------------------------|
-| Linear.weight [out, in]             | Dense.kernel [in, out] (transpose)             |
-| Conv2d.weight [O, I, kh, kw]        | Conv.kernel [kh, kw, I, O] (permute 2,3,1,0)   |
-| ConvTranspose2d.weight [I, O, kh, kw] | ConvTranspose(transpose_kernel=True).kernel [kh, kw, O, I] (permute 2,3,1,0) |
-| LayerNorm.weight / .bias            | LayerNorm.scale / .bias                        |
+| torch                            | flax                                            |
+|----------------------------------|-------------------------------------------------|
+| Linear.weight [out, in]          | Dense.kernel [in, out] (transpose)              |
+| Conv2d.weight [O, I, kh, kw]     | Conv.kernel [kh, kw, I, O] (permute 2, 3, 1, 0)  |
+| ConvTranspose2d.weight [I, O, ..]| ConvTranspose.kernel [kh, kw, O, I] (same perm.) |
+| LayerNorm.weight / .bias         | LayerNorm.scale / .bias                         |
 
 Both convolutions use the same permutation; with `transpose_kernel=True` flax flips the
 kernel spatially and swaps its in/out axes itself, which is what torch's transposed
