@@ -37,7 +37,7 @@ def row(model, level, what, ours, ref, atol, rtol=0.0) -> dict:
 
 
 def _mnist_batches(n_batches: int, batch_size: int) -> np.ndarray:
-    images = data.load_mnist("train", source="embedded").images
+    images = data.load_mnist("all", source="embedded").images  # 5,000 digits
     return images[: n_batches * batch_size].reshape(n_batches, batch_size, 28, 28, 1)
 
 
@@ -93,7 +93,7 @@ def check_stacked_ae(steps: int = 100, batch_size: int = 50) -> list[dict]:
         ref.load_state_dict(sd)
         t_losses = torch_models.stacked_ae_train_steps(ref, [_nchw(b) for b in batches], lr=lr)
         rows.append(row(name, "L3", f"loss curve, {steps} steps", losses, t_losses,
-                        atol=1e-5, rtol=1e-3))  # fmt: skip
+                        atol=1e-5, rtol=1e-4))  # fmt: skip
     return rows
 
 
