@@ -64,9 +64,7 @@ def latest_step(directory: str | os.PathLike) -> int | None:
         return mngr.latest_step()
 
 
-def restore(
-    directory: str | os.PathLike, target: Any, step: int | None = None
-) -> tuple[Any, dict]:
+def restore(directory: str | os.PathLike, target: Any, step: int | None = None) -> tuple[Any, dict]:
     """Restores checkpoint `step` (default: the latest) into the structure of `target`.
 
     Args:

@@ -250,6 +250,14 @@ def gradient_step(state, batch, key, *, loss_fn: Callable):
     return state.apply_gradients(grads=grads), {"loss": loss, **metrics}
 
 
+def _rows(a, *, start: int, size: int) -> np.ndarray:
+    return np.asarray(a[start : start + size])
+
+
+def _pad_rows(a, *, size: int) -> np.ndarray:
+    return np.concatenate([a, np.repeat(a[-1:], size - len(a), axis=0)])
+
+
 def batched_apply(fn: Callable, data: Any, batch_size: int = 1000) -> Any:
     """Applies a jitted `fn(batch) -> pytree` over `data` in fixed-size batches (the last
     one padded, so one compilation serves every call) and concatenates the results."""
@@ -257,12 +265,10 @@ def batched_apply(fn: Callable, data: Any, batch_size: int = 1000) -> Any:
     n = int(np.shape(leaves[0])[0])
     outs = []
     for start in range(0, n, batch_size):
-        batch = jax.tree.map(lambda a: np.asarray(a[start : start + batch_size]), data)
+        batch = jax.tree.map(functools.partial(_rows, start=start, size=batch_size), data)
         m = int(np.shape(jax.tree.leaves(batch)[0])[0])
         if m < batch_size and n > batch_size:
-            batch = jax.tree.map(
-                lambda a: np.concatenate([a, np.repeat(a[-1:], batch_size - m, axis=0)]), batch
-            )
+            batch = jax.tree.map(functools.partial(_pad_rows, size=batch_size), batch)
         out = jax.device_get(fn(batch))
-        outs.append(jax.tree.map(lambda a: a[:m], out))
+        outs.append(jax.tree.map(functools.partial(_rows, start=0, size=m), out))
     return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
