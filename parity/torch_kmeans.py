@@ -1,0 +1,80 @@
+"""Post 000 §1's PyTorch k-means, restated, and its parity check against `jaxunsup.kmeans`.
+
+`l2distance` and `kmeans` are the post's functions line for line, with one change: the
+initial centroids are an argument (the post draws `torch.rand(num_clusters, x.size(1))`
+inside `kmeans`), so both sides can start from the same centroids. The device line is kept
+but pinned to the CPU: parity runs where torch is CPU-only.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+
+def l2distance(x, centroids):
+    # Index of the centroid nearest to x (x is one point expanded to [K, D]).
+    return torch.argmin(torch.sum((x - centroids) ** 2, dim=1), dim=0)
+
+
+def kmeans(x, centroids, num_clusters=2, max_iteration=5):
+    """The post's loop. Returns (y_assign [N] NumPy ints, centroids [K, D] tensor).
+
+    Args:
+        x: [N, D] float tensor.
+        centroids: [K, D] initial centroids (the post's `torch.rand(K, D)`); not modified.
+        num_clusters: K.
+        max_iteration: assignments; the last one does not update the centroids.
+    """
+    device = torch.device("cpu")
+    x = x.to(device)
+    centroids = centroids.clone().to(device)
+    for update in range(max_iteration):
+        y_assign = []
+        for m in range(x.size(0)):
+            h = x[m].expand(num_clusters, -1)
+            assign = l2distance(h, centroids)
+            y_assign.append(assign.item())
+        y_assign = np.array(y_assign)
+        if update != max_iteration - 1:
+            for i in range(num_clusters):
+                idx = np.where(y_assign == i)[0]
+                centroids[i] = torch.mean(x[idx], dim=0)
+    return y_assign, centroids
+
+
+def initial_centroids(num_clusters: int, n_features: int, seed: int) -> torch.Tensor:
+    """The post's init, `torch.rand(num_clusters, n_features)`, under `torch.manual_seed`."""
+    torch.manual_seed(seed)
+    return torch.rand(num_clusters, n_features)
+
+
+def check_kmeans(seeds=(0, 1, 2), max_iteration: int = 5) -> list[dict]:
+    """Same circles, same centroids: labels and centroids after `max_iteration` sweeps.
+
+    One case per seed (the post's U[0,1) centroids) plus one whose second centroid is far
+    away, so its cluster empties and both sides go NaN the post's way.
+    """
+    from jaxunsup import data
+    from jaxunsup.kmeans import KMeans
+    from parity.checks import row
+
+    x, _ = data.make_circles(500, noise=0.1, seed=0)
+    cases = {f"torch.rand seed {s}": initial_centroids(2, 2, s) for s in seeds}
+    cases["empty cluster → NaN"] = torch.tensor([[0.5, 0.5], [5.0, 5.0]])
+    rows = []
+    for what, c0 in cases.items():
+        y_ref, c_ref = kmeans(torch.from_numpy(x), c0, 2, max_iteration)
+        ours = KMeans(2, init=c0.numpy(), max_iter=max_iteration, seed_compat=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the NaN case leaves one distinct cluster
+            ours.fit(x)
+        rows.append(row("kmeans", "L3", f"{what}: labels", ours.labels_, y_ref, atol=0))
+        c_ours, c_ref = ours.cluster_centers_, c_ref.numpy()
+        same_nan = np.array_equal(np.isnan(c_ours), np.isnan(c_ref))
+        fin = ~np.isnan(c_ref)
+        r = row("kmeans", "L3", f"{what}: centroids", c_ours[fin], c_ref[fin], atol=1e-6)
+        rows.append(dict(r, ok=r["ok"] and same_nan))
+    return rows

@@ -1,0 +1,319 @@
+"""k-means: scikit-learn's answers from the same init, the post's replay, policies, API, inputs.
+
+Shapes and static options are shared between tests on purpose: each distinct combination
+compiles the core once (about a second on a 2-core CPU).
+"""
+
+import json
+import warnings
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.base import clone
+from sklearn.cluster import KMeans as SkKMeans
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import adjusted_rand_score
+
+from jaxunsup import kmeans as km
+from jaxunsup.kmeans import KMeans
+
+N, D, K, CHUNK = 600, 8, 5, 128  # 600 = 4·128 + 88: the last chunk overlaps the one before
+assert K * (D + 1) > km._SMALL  # these shapes take the segment-sum path; the 2-D tests the other
+
+
+def blobs(seed, n=N, d=D, k=K, std=2.0):
+    x, y = make_blobs(n, d, centers=k, cluster_std=std, random_state=seed)
+    return x.astype(np.float32), y
+
+
+def first_rows_init(x, seed, k=K):
+    return x[np.random.default_rng(seed).choice(len(x), k, replace=False)]
+
+
+def post_loop_numpy(x, centroids, max_iteration):
+    """Post 000 §1's `kmeans`, transcribed to NumPy (torch.rand replaced by `centroids`)."""
+    c = centroids.copy()
+    for update in range(max_iteration):
+        y_assign = np.array([np.argmin(np.sum((x[m] - c) ** 2, axis=1)) for m in range(len(x))])
+        if update != max_iteration - 1:
+            for i in range(len(c)):
+                idx = np.where(y_assign == i)[0]
+                with warnings.catch_warnings(), np.errstate(all="ignore"):
+                    warnings.simplefilter("ignore", RuntimeWarning)  # mean of nothing: NaN
+                    c[i] = np.mean(x[idx], axis=0)
+    return y_assign, c
+
+
+def test_hand_computed_four_points():
+    x = np.array([[0, 0], [0, 1], [10, 0], [10, 1]], np.float32)
+    m = KMeans(2, init=np.array([[0, 0], [10, 0]])).fit(x)
+    np.testing.assert_allclose(m.cluster_centers_, [[0, 0.5], [10, 0.5]])
+    np.testing.assert_array_equal(m.labels_, [0, 0, 1, 1])
+    assert m.inertia_ == pytest.approx(4 * 0.25)
+    assert m.n_iter_ == 2  # sweep 1 moves the centres, sweep 2 changes no label
+    np.testing.assert_allclose(m.transform(x[:1]), [[0.5, np.hypot(10, 0.5)]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_sklearn_lloyd_from_same_init(seed, weighted):
+    x, _ = blobs(seed, std=3.0)  # overlapping blobs: several sweeps before convergence
+    init = first_rows_init(x, seed)
+    w = np.random.default_rng(seed).uniform(0.1, 3.0, N) if weighted else None
+    ref = SkKMeans(K, init=init, n_init=1, algorithm="lloyd").fit(x, sample_weight=w)
+    ours = KMeans(K, init=init, chunk_size=CHUNK).fit(x, sample_weight=w)
+    assert adjusted_rand_score(ref.labels_, ours.labels_) == 1.0
+    np.testing.assert_array_equal(ref.labels_, ours.labels_)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-4)
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-4, atol=1e-4)
+    assert ours.n_iter_ == ref.n_iter_
+
+
+def test_streams_and_chunks_do_not_change_the_answer():
+    x, _ = blobs(1, std=3.0)
+    init = first_rows_init(x, 1)
+    ref = SkKMeans(K, init=init, n_init=1, algorithm="lloyd").fit(x)
+    r = km.kmeans(0, x, K, init=init, chunk_size=64, streams=3)  # 3 x 200 rows, 200 = 3·64 + 8
+    np.testing.assert_array_equal(np.asarray(r.labels), ref.labels_)
+    assert float(r.inertia) == pytest.approx(ref.inertia_, rel=1e-4)
+    assert int(r.n_iter) == ref.n_iter_
+
+
+def test_kmeans_plusplus_no_worse_than_sklearn_on_average():
+    x, _ = blobs(7, std=1.5)
+    seeds = range(12)
+    ours = [KMeans(K, chunk_size=CHUNK, random_state=s).fit(x).inertia_ for s in seeds]
+    ref = [SkKMeans(K, n_init=1, random_state=s).fit(x).inertia_ for s in seeds]
+    # Both are random; 2% covers the spread of a 12-seed mean (measured: ours is ~equal).
+    assert np.mean(ours) <= 1.02 * np.mean(ref)
+
+
+def test_inits():
+    x, _ = blobs(3)
+    key = jax.random.key(1)
+    rows = {tuple(r) for r in x.tolist()}
+    for init in ("k-means++", "random"):
+        c = np.asarray(km.init_centers(key, x, K, init))
+        assert c.shape == (K, D) and {tuple(r) for r in c.tolist()} <= rows
+        assert len({tuple(r) for r in c.tolist()}) == K  # distinct points
+    u = np.asarray(km.init_centers(key, x, K, "uniform"))
+    assert u.shape == (K, D) and (u >= 0).all() and (u < 1).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_seed_compat_equals_the_post_loop(seed):
+    x, _ = blobs(seed)
+    init = np.random.default_rng(seed).uniform(size=(K, D)).astype(np.float32) * 4
+    y_ref, c_ref = post_loop_numpy(x, init, 5)
+    m = KMeans(K, init=init, max_iter=5, seed_compat=True, chunk_size=CHUNK).fit(x)
+    np.testing.assert_array_equal(m.labels_, y_ref)
+    np.testing.assert_allclose(m.cluster_centers_, c_ref, rtol=1e-5, atol=1e-5)
+    assert m.n_iter_ == 5
+
+
+def test_seed_compat_nan_on_empty_cluster_as_the_post():
+    x, _ = blobs(0)
+    init = first_rows_init(x, 0)
+    init[-1] = 1e4  # never the nearest: empty after the first assignment
+    y_ref, c_ref = post_loop_numpy(x, init, 5)
+    with pytest.warns(ConvergenceWarning):
+        m = KMeans(K, init=init, max_iter=5, seed_compat=True, chunk_size=CHUNK).fit(x)
+    assert np.isnan(c_ref).any() and np.isnan(m.cluster_centers_).any()
+    np.testing.assert_array_equal(m.labels_, y_ref)  # NaN centroids win argmin, as in torch
+    np.testing.assert_allclose(m.cluster_centers_, c_ref, rtol=1e-5, atol=1e-5)
+    assert np.isnan(m.inertia_)
+
+
+def far_init():
+    x, _ = blobs(0)
+    init = first_rows_init(x, 0)
+    init[2] = 1e3  # cluster 2 is empty after the first assignment
+    return x, init
+
+
+def test_empty_relocate_matches_sklearn():
+    x, init = far_init()
+    ref = SkKMeans(K, init=init, n_init=1, algorithm="lloyd").fit(x)
+    ours = KMeans(K, init=init, chunk_size=CHUNK).fit(x)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-4)
+    assert np.bincount(ours.labels_, minlength=K).min() > 0
+
+
+def test_empty_keep_leaves_the_centre():
+    x, init = far_init()
+    with pytest.warns(ConvergenceWarning, match="distinct clusters"):
+        m = KMeans(K, init=init, empty="keep", chunk_size=CHUNK).fit(x)
+    np.testing.assert_array_equal(m.cluster_centers_[2], init[2])
+    assert 2 not in m.labels_ and np.isfinite(m.inertia_)
+
+
+def test_empty_nan_as_the_post():
+    x, init = far_init()
+    with pytest.warns(ConvergenceWarning):
+        m = KMeans(K, init=init, empty="nan", max_iter=3, chunk_size=CHUNK).fit(x)
+    assert np.isnan(m.cluster_centers_[2]).all()
+    assert np.isnan(m.inertia_)
+
+
+def test_n_init_keeps_lowest_inertia():
+    x, _ = blobs(5, k=8, std=2.5)
+    key = jax.random.key(4)
+    best = km.kmeans(key, x, K, init="random", n_init=4, chunk_size=CHUNK)
+    singles = [
+        float(km.kmeans(k, x, K, init="random", chunk_size=CHUNK).inertia)
+        for k in jax.random.split(key, 4)
+    ]
+    assert len(set(np.round(singles, 2))) > 1  # the restarts really differ
+    assert float(best.inertia) == pytest.approx(min(singles), rel=1e-5)
+
+
+def test_sample_weight_equals_repetition():
+    x, _ = blobs(2, n=N // 2)
+    reps = np.random.default_rng(0).permutation(np.repeat([1, 2, 3], N // 6))  # sums to N
+    init = x[:K]
+    a = KMeans(K, init=init, chunk_size=CHUNK).fit(x, sample_weight=reps)
+    b = KMeans(K, init=init, chunk_size=CHUNK).fit(np.repeat(x, reps, axis=0))
+    np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, rtol=1e-5, atol=1e-5)
+    assert a.inertia_ == pytest.approx(b.inertia_, rel=1e-5)
+    np.testing.assert_array_equal(np.repeat(a.labels_, reps), b.labels_)
+
+
+def test_estimator_api():
+    x, _ = blobs(1)
+    m = KMeans(K, random_state=0, chunk_size=CHUNK)
+    assert m.fit(x) is m
+    np.testing.assert_array_equal(m.predict(x), m.labels_)
+    np.testing.assert_array_equal(clone(m).fit_predict(x), m.labels_)
+    assert m.score(x) == pytest.approx(-m.inertia_, rel=1e-5)
+    dist = m.transform(x)
+    ref = np.linalg.norm(x[:, None, :] - m.cluster_centers_[None, :, :], axis=2)
+    np.testing.assert_allclose(dist, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(dist.argmin(1), m.labels_)
+    assert clone(m).get_params() == m.get_params()
+    assert m.set_params(n_clusters=3).n_clusters == 3
+    assert not hasattr(clone(m), "cluster_centers_")
+
+
+def test_runs_inside_jit():
+    x, _ = blobs(0)
+    init = first_rows_init(x, 0)
+    fit = jax.jit(lambda x: km.kmeans(jax.random.key(0), x, K, init=init, chunk_size=CHUNK))
+    ref = KMeans(K, init=init, chunk_size=CHUNK).fit(x)
+    np.testing.assert_array_equal(np.asarray(fit(x).labels), ref.labels_)
+
+
+def test_step_compiles_once(compile_counter):
+    x, _ = blobs(0)
+    KMeans(K, random_state=0, chunk_size=CHUNK).fit(x).predict(x)  # warm the caches
+    x2, _ = blobs(9)
+    with compile_counter:
+        m = KMeans(K, random_state=1, chunk_size=CHUNK).fit(x2, sample_weight=np.ones(N))
+        m.predict(x2)
+    assert compile_counter.count == 0
+
+
+def test_too_few_distinct_points_warns_and_labels_stay_valid():
+    x = np.repeat(np.eye(3, D, dtype=np.float32), N // 3, axis=0)  # N rows, 3 distinct
+    with pytest.warns(ConvergenceWarning, match="distinct"):
+        m = KMeans(K, random_state=0, chunk_size=CHUNK).fit(x)
+    assert m.labels_.min() >= 0 and m.labels_.max() < K
+    assert m.inertia_ == pytest.approx(0.0, abs=1e-5)
+
+
+GOOD = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "x, kwargs, match",
+    [
+        (np.where(np.eye(20, 3) > 0, np.nan, GOOD), {}, "NaN"),
+        (np.where(np.eye(20, 3) > 0, np.inf, GOOD), {}, "infinity"),
+        (GOOD[:, 0], {}, "2-D"),
+        (GOOD[None], {}, "2-D"),
+        (GOOD[:0], {}, "at least one sample"),
+        (GOOD[:, :0], {}, "at least one sample"),
+        ([["a", "b"], ["c", "d"]], {"n_clusters": 1}, "numeric"),
+        (GOOD.astype(complex), {}, "numeric"),
+        (np.array([[1, None]], dtype=object), {"n_clusters": 1}, "NaN"),
+        (np.array([[1, "x"]], dtype=object), {"n_clusters": 1}, "numeric"),
+        (GOOD, {"n_clusters": 0}, "n_clusters"),
+        (GOOD, {"n_clusters": 21}, "n_clusters"),
+        (GOOD, {"n_clusters": 2.5}, "n_clusters"),
+        (GOOD, {"init": "kmeans++"}, "init"),
+        (GOOD, {"init": np.zeros((3, 2))}, "init"),
+        (GOOD, {"init": np.full((2, 3), np.nan)}, "init"),
+        (GOOD, {"n_init": 0}, "n_init"),
+        (GOOD, {"max_iter": 0}, "max_iter"),
+        (GOOD, {"tol": -1.0}, "tol"),
+        (GOOD, {"empty": "drop"}, "empty"),
+        (GOOD, {"chunk_size": 0}, "chunk_size"),
+        (GOOD, {"random_state": "seed"}, "random_state"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(x, kwargs, match):
+    kwargs = {"n_clusters": 2, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        KMeans(**kwargs).fit(x)
+
+
+@pytest.mark.parametrize("w", [-np.ones(20), np.ones(19), np.zeros(20), np.full(20, np.nan)])
+def test_bad_sample_weight(w):
+    with pytest.raises(ValueError, match="sample_weight"):
+        KMeans(2).fit(GOOD, sample_weight=w)
+
+
+def test_predict_checks_fitted_and_features():
+    x, _ = blobs(0)
+    m = KMeans(K, init=first_rows_init(x, 0), chunk_size=CHUNK)
+    with pytest.raises(ValueError, match="fitted"):  # sklearn's NotFittedError
+        m.predict(x)
+    m.fit(x)
+    with pytest.raises(ValueError, match="features"):
+        m.predict(x[:, :2])
+    with pytest.raises(ValueError, match="features"):
+        m.transform(x[:, :2])
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), k=st.sampled_from([1, 3]))
+def test_property_labels_inertia_permutation(seed, k):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(24, 2)).astype(np.float32) * rng.uniform(0.1, 10)
+    init = x[:k].copy()
+    m = KMeans(k, init=init, chunk_size=7).fit(x)
+    assert m.labels_.shape == (24,) and 0 <= m.labels_.min() and m.labels_.max() < k
+    recomputed = np.sum((x - m.cluster_centers_[m.labels_]) ** 2)
+    assert m.inertia_ == pytest.approx(recomputed, rel=1e-4, abs=1e-6)
+    perm = rng.permutation(24)
+    p = KMeans(k, init=init, chunk_size=7).fit(x[perm])
+    assert adjusted_rand_score(m.labels_[perm], p.labels_) == pytest.approx(1.0)
+
+
+def test_run_circles_end_to_end(tmp_path):
+    cfg = km.CirclesConfig()
+    res = km.run_circles(cfg, tmp_path)
+    for name in ("config.json", "results.json", "kmeans_circles.png",
+                 "kmeans_circles_seed_compat.png"):  # fmt: skip
+        assert (tmp_path / name).stat().st_size > 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert json.loads((tmp_path / "config.json").read_text())["n_samples"] == 500
+    for name in ("kmeans", "seed_compat"):
+        r = saved[name]
+        assert np.isfinite(r["inertia"]) and r["inertia"] > 0
+        assert -0.5 <= r["ari"] < 0.5  # a line cannot separate concentric circles
+        assert sum(r["cluster_sizes"]) == 500
+    assert saved["seed_compat"]["n_iter"] == 5
+    assert saved["kmeans"]["n_iter"] >= 1
+    assert res["kmeans"]["n_iter"] == saved["kmeans"]["n_iter"]
+
+
+def test_run_circles_rejects_bad_config(tmp_path):
+    with pytest.raises(ValueError, match="n_clusters"):
+        km.run_circles(km.CirclesConfig(n_clusters=0), tmp_path)
+    with pytest.raises(ValueError, match="noise"):
+        km.run_circles(km.CirclesConfig(noise=-1.0), tmp_path)
