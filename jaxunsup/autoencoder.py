@@ -14,6 +14,13 @@ Deviations:
   over each 1,200-step window, the number of steps one of the post's epochs takes, so the two
   curves can be compared step for step.
 
+The test images' codes are clustered with post 004's k-means and scored against the labels
+(`jaxunsup.latent_clustering`), as for every autoencoder of the family.
+
+This module also holds what the family shares: `encode`, `decode` and `reconstruct` work for
+any state whose model has `encode`/`decode` methods (`ae_denoising`, `ae_conv`, `ae_keras`),
+and `load_config` reads a run's `config.json` back for `restore`.
+
 Run: `jaxunsup run ae-stacked --workdir runs/ae-stacked` (add `--epochs 60` for the embedded set).
 """
 
@@ -31,8 +38,8 @@ import numpy as np
 import optax
 
 from jaxunsup import data as data_lib
-from jaxunsup import layers, training
-from jaxunsup.files import prepare_workdir, write_json
+from jaxunsup import latent_clustering, layers, training
+from jaxunsup.files import prepare_workdir, read_json, write_json
 
 SEED_EPOCH_LOSSES = (0.083, 0.060, 0.051, 0.044)  # post 000 §2, epochs 1-4
 SEED_STEPS_PER_EPOCH = 60_000 // 50
@@ -58,6 +65,7 @@ class StackedAE(nn.Module):
 
     hidden: tuple[int, ...] = (128, 32, 10)
     out_dim: int = 784
+    image_shape: tuple[int, ...] | None = None  # `decode`'s output shape; None: flat [B, out_dim]
 
     def setup(self):
         enc = (self.out_dim, *self.hidden)
@@ -79,15 +87,30 @@ class StackedAE(nn.Module):
         h = z
         for layer in self.decoder[:-1]:
             h = nn.relu(layer(h))
-        return nn.sigmoid(self.decoder[-1](h))  # [B, 784]
+        out = nn.sigmoid(self.decoder[-1](h))  # [B, 784]
+        return (
+            out if self.image_shape is None else out.reshape(-1, *self.image_shape)
+        )  # [B, H, W, C]
 
     def __call__(self, x):
         return self.decode(self.encode(x)).reshape(x.shape)  # [B, 28, 28, 1]
 
 
+def init_params(model: nn.Module, key: jax.Array, example: jax.Array):
+    """`model.init(key, example)` as one compiled call, built without XLA's optimisation
+    passes: it runs once, and optimising the unrolled random-number code of every parameter
+    costs seconds of compile time (3-4x the unoptimised build) on CPU."""
+    init = jax.jit(model.init, compiler_options={"xla_backend_optimization_level": 0})
+    return init(key, example)
+
+
 def create_state(key: jax.Array, cfg: StackedConfig, example: jax.Array):
-    model = StackedAE(hidden=tuple(cfg.hidden), out_dim=int(np.prod(example.shape[1:])))
-    params = model.init(key, example[:1])
+    model = StackedAE(
+        hidden=tuple(cfg.hidden),
+        out_dim=int(np.prod(example.shape[1:])),
+        image_shape=tuple(example.shape[1:]),
+    )
+    params = init_params(model, key, example[:1])
     return training.create_train_state(model.apply, params, optax.adam(cfg.lr))
 
 
@@ -119,8 +142,38 @@ def _encode(params, apply_fn, images):
 
 
 def encode(state, images: np.ndarray) -> np.ndarray:
-    """The codes of `images` [N, 28, 28, 1] → [N, hidden[-1]]."""
+    """The codes of `images` [N, 28, 28, 1] → [N, latent] (any model with an `encode` method)."""
     return training.batched_apply(functools.partial(_encode, state.params, state.apply_fn), images)
+
+
+@functools.partial(jax.jit, static_argnames="apply_fn")
+def _decode(params, apply_fn, codes):
+    return apply_fn(params, codes, method="decode")
+
+
+def decode(state, codes: np.ndarray) -> np.ndarray:
+    """Images decoded from `codes` [N, latent] → [N, 28, 28, 1] (any model with `decode`)."""
+    fn = functools.partial(_decode, state.params, state.apply_fn)
+    return training.batched_apply(fn, np.asarray(codes, np.float32))
+
+
+def load_config(config_cls: type, workdir: str | os.PathLike):
+    """The Config a run wrote to `workdir/config.json` (JSON lists back to tuples)."""
+    path = Path(workdir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no config.json in {workdir}; pass the workdir of a finished run")
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    raw = read_json(path)
+    return config_cls(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in names}
+    )
+
+
+def restore(workdir: str | os.PathLike, cfg: StackedConfig | None = None):
+    """The trained stacked AE in `workdir` (its latest checkpoint); returns (state, cfg)."""
+    cfg = cfg if cfg is not None else load_config(StackedConfig, workdir)
+    state = create_state(jax.random.key(0), cfg, jnp.zeros((1, 28, 28, 1), jnp.float32))
+    return training.restore_latest(workdir, state)[0], cfg
 
 
 def window_means(values: list[float], window: int) -> list[float]:
@@ -144,61 +197,124 @@ def load_data(cfg) -> tuple[data_lib.ImageData, data_lib.ImageData]:
     return train, test
 
 
+def checked_data(
+    train: data_lib.ImageData,
+    test: data_lib.ImageData,
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> tuple[data_lib.ImageData, data_lib.ImageData]:
+    """The first `n_train` / `n_test` images (None: all), validated before any compilation:
+    [N, 28, 28, 1] finite images and one integer label per test image."""
+    for name, n in (("n_train", n_train), ("n_test", n_test)):
+        if n is not None:
+            training.check_positive(name, n, integer=True)
+    train = train._replace(images=train.images[:n_train], labels=train.labels[:n_train])
+    test = test._replace(images=test.images[:n_test], labels=test.labels[:n_test])
+    images = training.check_images("train images", train.images, (28, 28, 1))
+    test_images = training.check_images("test images", test.images, (28, 28, 1))
+    labels = latent_clustering.check_labels("test labels", test.labels, len(test_images))
+    return train._replace(images=images), test._replace(images=test_images, labels=labels)
+
+
+def train_and_evaluate(
+    name: str,
+    cfg,
+    workdir: Path,
+    state,
+    step,
+    images: np.ndarray,
+    test_inputs: np.ndarray,
+    test: data_lib.ImageData,
+    *,
+    key: jax.Array,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    eval_fn=None,
+) -> tuple[object, dict]:
+    """The family's shared `run` body: fit, per-epoch test MSE, figures, latent clustering.
+
+    Args:
+      name: the experiment's name (results.json's "experiment").
+      cfg: a Config with `epochs`, `batch_size`, `checkpoint_every` and `seed`.
+      state, step: the initial train state and its module-level `train_step`.
+      images, test_inputs: the model's training and test inputs (after any preprocessing).
+      test: the raw test set (shown in the cluster figure; labels score the clustering).
+      key: the `fit` key.
+      value_range: the range of `test_inputs` shown as black..white in the figures.
+      eval_fn: `state -> dict` with at least "test_mse", run after every epoch; default the
+        MSE of `test_inputs`' reconstructions.
+
+    Returns:
+      (state, results) with the keys every autoencoder reports; the caller adds its own and
+      writes results.json.
+    """
+    from jaxunsup import plots
+
+    def test_mse(state):
+        return {"test_mse": float(np.mean(reconstruct(state, test_inputs)[1]))}
+
+    eval_fn = eval_fn or test_mse
+    state, history = training.fit(
+        state, step, images, key=key, epochs=cfg.epochs, batch_size=cfg.batch_size,
+        workdir=workdir, checkpoint_every=cfg.checkpoint_every, eval_fn=eval_fn,
+    )  # fmt: skip
+    recon = reconstruct(state, test_inputs)[0][:10]  # the shape eval_fn compiled for
+    train_loss, test_mse = [r["loss"] for r in history], [r["test_mse"] for r in history]
+    figures = [
+        plots.save_image_rows(
+            workdir / "reconstructions.png", [test_inputs[:10], recon], ["input", "output"],
+            value_range=value_range,
+        ).name,
+        plots.save_loss_curves(
+            workdir / "loss.png", {"train": train_loss, "test": test_mse}, ylabel="MSE"
+        ).name,
+    ]  # fmt: skip
+    clusters = latent_clustering.evaluate(
+        workdir, encode(state, test_inputs), test.images, test.labels, seed=cfg.seed
+    )
+    results = {
+        "experiment": name,
+        "data": test.source,
+        "n_train": len(images),
+        "n_test": len(test_inputs),
+        "steps_per_epoch": len(images) // cfg.batch_size,
+        "train_loss": train_loss,
+        "test_mse_curve": test_mse,
+        "test_mse": test_mse[-1],
+        "clustering": {k: clusters[k] for k in ("latent", "pixels")},
+        "figures": figures + clusters["figures"],
+        "table": [
+            {"metric": "test MSE", "ours": round(test_mse[-1], 4), "seed": None},
+            *clusters["table"],
+        ],
+    }
+    return state, results
+
+
 def run(cfg: StackedConfig, workdir: str | os.PathLike, data=None) -> dict:
     """Trains the stacked AE; writes config.json, metrics.jsonl, checkpoints, figures and
     results.json into `workdir`; returns the results dict."""
-    from jaxunsup import plots
-
     _validate(cfg)
-    train, test = data if data is not None else load_data(cfg)
-    images = training.check_images("train images", train.images, (28, 28, 1))
-    test_images = training.check_images("test images", test.images, (28, 28, 1))
+    train, test = checked_data(*(data if data is not None else load_data(cfg)))
     workdir = prepare_workdir(workdir, cfg)
 
     key_init, key_fit = jax.random.split(jax.random.key(cfg.seed))
-    state = create_state(key_init, cfg, jnp.asarray(images[:1]))
-
-    def eval_fn(state):
-        return {"test_mse": float(np.mean(reconstruct(state, test_images)[1]))}
-
-    state, history = training.fit(
-        state, train_step, images, key=key_fit, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        workdir=workdir, checkpoint_every=cfg.checkpoint_every, eval_fn=eval_fn,
+    state = create_state(key_init, cfg, jnp.asarray(train.images[:1]))
+    state, results = train_and_evaluate(
+        "ae-stacked", cfg, workdir, state, train_step, train.images, test.images, test,
+        key=key_fit,
     )  # fmt: skip
-    recon, per_image = reconstruct(state, test_images[:10])
-    figures = [
-        plots.save_image_rows(
-            workdir / "reconstructions.png", [test_images[:10], recon], ["input", "output"]
-        ).name,
-        plots.save_loss_curves(
-            workdir / "loss.png",
-            {"train": [r["loss"] for r in history], "test": [r["test_mse"] for r in history]},
-            ylabel="MSE",
-        ).name,
-    ]
-    train_loss = [r["loss"] for r in history]
-    steps_per_epoch = len(images) // cfg.batch_size
-    window = max(1, round(SEED_STEPS_PER_EPOCH / steps_per_epoch))
-    results = {
-        "experiment": "ae-stacked",
-        "data": train.source,
-        "n_train": len(images),
-        "n_test": len(test_images),
-        "steps_per_epoch": steps_per_epoch,
-        "train_loss": train_loss,
-        "test_mse_curve": [r["test_mse"] for r in history],
-        "test_mse": history[-1]["test_mse"],
-        "loss_per_seed_epoch": window_means(train_loss, window),
-        "seed_epoch_losses": list(SEED_EPOCH_LOSSES),
-        "figures": figures,
-        "table": [
-            {
-                "metric": "train loss per 1,200 steps (the post's epochs 1-4)",
-                "ours": [round(v, 3) for v in window_means(train_loss, window)[:4]],
-                "seed": list(SEED_EPOCH_LOSSES),
-            },
-            {"metric": "test MSE", "ours": round(history[-1]["test_mse"], 4), "seed": None},
-        ],
-    }
-    write_json(Path(workdir) / "results.json", results)
+    train_loss = results["train_loss"]
+    window = max(1, round(SEED_STEPS_PER_EPOCH / results["steps_per_epoch"]))
+    results["data"] = train.source
+    results["loss_per_seed_epoch"] = window_means(train_loss, window)
+    results["seed_epoch_losses"] = list(SEED_EPOCH_LOSSES)
+    results["table"].insert(
+        0,
+        {
+            "metric": "train loss per 1,200 steps (the post's epochs 1-4)",
+            "ours": [round(v, 3) for v in window_means(train_loss, window)[:4]],
+            "seed": list(SEED_EPOCH_LOSSES),
+        },
+    )
+    write_json(workdir / "results.json", results)
     return results

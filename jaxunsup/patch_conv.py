@@ -1,0 +1,251 @@
+"""2-D convolutions as patches × matrix: fast inside `lax.scan` on CPU.
+
+XLA:CPU runs the *backward* convolutions of a training step (input and kernel gradients)
+10-70× slower inside a while loop than outside one (jax-ml/jax#12868); `training.fit` runs
+every epoch as a `lax.scan`, so a small conv autoencoder trains several times slower than its
+step alone. These layers compute the same functions as `flax.linen.Conv` and
+`flax.linen.ConvTranspose(transpose_kernel=True)` (and so torch's Conv2d / ConvTranspose2d, see
+`layers.py`) from strided slices and one matrix product, whose gradients are slices, pads and
+matrix products: no convolution runs in the backward pass, in or out of a loop.
+
+Parameters are those of the flax layers (`kernel` [kh, kw, in, out] for `Conv`, [kh, kw, out,
+in] for `ConvTranspose`, `bias` [out]), so `parity/convert.py` and checkpoints work unchanged.
+Padding is explicit ((lo, hi), (lo, hi)) pairs or "SAME"/"VALID" with XLA's (and Keras's)
+meaning: SAME puts the extra pixel of an even kernel on the high side.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxunsup import layers
+
+Padding = str | Sequence[tuple[int, int]]
+
+
+def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
+    out = math.ceil(size / s)
+    total = max((out - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def _transpose_same_pads(k: int, s: int) -> tuple[int, int]:
+    """`lax.conv_transpose`'s SAME padding of the stride-dilated input (output = input · s)."""
+    pad_len = k + s - 2
+    lo = k - 1 if s > k - 1 else math.ceil(pad_len / 2)
+    return lo, pad_len - lo
+
+
+def _conv_pads(x, kernel_hw, strides, padding) -> tuple[tuple[int, int], tuple[int, int]]:
+    if padding == "SAME":
+        sizes = zip(x.shape[1:3], kernel_hw, strides, strict=True)
+        return tuple(_same_pads(n, k, s) for n, k, s in sizes)
+    if padding == "VALID":
+        return ((0, 0), (0, 0))
+    return tuple(tuple(p) for p in padding)
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding: Padding = "VALID"):
+    """`lax.conv_general_dilated(x, kernel, strides, padding)` in NHWC/HWIO, no convolution.
+
+    With C ≤ O the kh·kw shifted (strided) slices of the padded input are concatenated and
+    multiplied by the kernel matrix (im2col); with C > O every kernel tap is applied to the
+    whole input first (one matrix product to kh·kw·O channels) and the shifted, strided taps
+    are summed, which materialises the smaller tensor.
+
+    Args:
+      x: [B, H, W, C] input.
+      kernel: [kh, kw, C, O].
+      strides: (sh, sw).
+      padding: "SAME", "VALID" or ((top, bottom), (left, right)).
+
+    Returns:
+      [B, Ho, Wo, O].
+    """
+    kh, kw, c, o = kernel.shape
+    if x.shape[-1] != c:
+        raise ValueError(f"x has {x.shape[-1]} channels but the kernel expects {c}")
+    (sh, sw), pads = strides, _conv_pads(x, (kh, kw), strides, padding)
+    x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    ho, wo = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+
+    def tap(a, i, j):  # [B, Ho, Wo, ...]: what kernel tap (i, j) sees at every output
+        return a[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
+
+    taps = [(i, j) for i in range(kh) for j in range(kw)]
+    if c <= o:
+        patches = jnp.concatenate([tap(x, i, j) for i, j in taps], axis=-1)  # [B, Ho, Wo, k²C]
+        return patches @ kernel.reshape(kh * kw * c, o)  # [B, Ho, Wo, O]
+    z = x @ kernel.transpose(2, 0, 1, 3).reshape(c, kh * kw * o)  # [B, Hp, Wp, k²O]
+    return sum(tap(z, i, j)[..., (i * kw + j) * o : (i * kw + j + 1) * o] for i, j in taps)
+
+
+def conv_transpose2d(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding: Padding = "VALID"):
+    """`lax.conv_transpose(x, kernel, strides, padding, transpose_kernel=True)`, no convolution.
+
+    lax correlates the stride-dilated, padded input with the flipped kernel. With I ≤ O that
+    is what happens here too (`conv2d` on the dilated input). With I > O the smaller form is
+    the scatter: each input pixel h adds x[h]·kernel[t] to output lo − (k − 1) + h·s + t, so
+    every tap's product (one matrix product for all taps) is dilated by the stride and shifted
+    into place with `lax.pad` (negative padding crops) and the taps are summed, with no
+    multiplications by the zeros of the dilated input.
+
+    Args:
+      x: [B, H, W, I] input.
+      kernel: [kh, kw, O, I] (flax's `ConvTranspose` layout with `transpose_kernel=True`).
+      padding: "SAME", "VALID" or explicit pairs padding the dilated input (as lax).
+    """
+    kh, kw, o, i = kernel.shape
+    if x.shape[-1] != i:
+        raise ValueError(f"x has {x.shape[-1]} channels but the kernel expects {i}")
+    sh, sw = strides
+    if padding == "SAME":
+        pads = (_transpose_same_pads(kh, sh), _transpose_same_pads(kw, sw))
+    elif padding == "VALID":
+        pads = ((kh - 1, sh - 1 + max(kh - sh, 0)), (kw - 1, sw - 1 + max(kw - sw, 0)))
+    else:
+        pads = tuple(tuple(p) for p in padding)
+    zero = jnp.zeros((), x.dtype)
+    if i <= o:  # few input channels: im2col on the dilated input is the smaller tensor
+        dilated = jax.lax.pad(
+            x, zero, ((0, 0, 0), (*pads[0], sh - 1), (*pads[1], sw - 1), (0, 0, 0))
+        )  # [B, (H−1)·sh + 1 + lo + hi, ..., I]
+        return conv2d(dilated, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))  # [kh,kw,I,O]
+    (lo_h, hi_h), (lo_w, hi_w) = pads
+    z = x @ kernel.transpose(3, 0, 1, 2).reshape(i, kh * kw * o)  # [B, H, W, k²O]
+    out = 0
+    for t in range(kh):
+        for u in range(kw):
+            zt = z[..., (t * kw + u) * o : (t * kw + u + 1) * o]  # [B, H, W, O]
+            out = out + jax.lax.pad(
+                zt, zero, ((0, 0, 0), (lo_h - kh + 1 + t, hi_h - t, sh - 1),
+                           (lo_w - kw + 1 + u, hi_w - u, sw - 1), (0, 0, 0)),
+            )  # fmt: skip
+    return out  # [B, (H−1)·sh + 1 + lo + hi − kh + 1, ..., O]
+
+
+class Conv(nn.Module):
+    """`flax.linen.Conv` (2-D, NHWC) computed by `conv2d`; same parameters."""
+
+    features: int
+    kernel_size: tuple[int, int]
+    strides: tuple[int, int] = (1, 1)
+    padding: Padding = "SAME"
+    use_bias: bool = True
+    kernel_init: Callable = nn.initializers.lecun_normal()
+    bias_init: Callable = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x):
+        shape = (*self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
+        y = conv2d(x, kernel, self.strides, self.padding)
+        if self.use_bias:
+            bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+            y = y + bias.reshape(1, 1, 1, -1)  # [1, 1, 1, O]
+        return y
+
+
+class ConvTranspose(nn.Module):
+    """`flax.linen.ConvTranspose(transpose_kernel=True)` (2-D, NHWC) computed by
+    `conv_transpose2d`; same parameters."""
+
+    features: int
+    kernel_size: tuple[int, int]
+    strides: tuple[int, int] = (1, 1)
+    padding: Padding = "SAME"
+    use_bias: bool = True
+    kernel_init: Callable = nn.initializers.lecun_normal()
+    bias_init: Callable = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x):
+        shape = (*self.kernel_size, self.features, x.shape[-1])
+        kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
+        y = conv_transpose2d(x, kernel, self.strides, self.padding)
+        if self.use_bias:
+            bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+            y = y + bias.reshape(1, 1, 1, -1)  # [1, 1, 1, O]
+        return y
+
+
+def _max_1d(x: jax.Array, k: int, axis: int) -> jax.Array:
+    n = x.shape[axis] - k + 1
+    out = jax.lax.slice_in_dim(x, 0, n, axis=axis)
+    for i in range(1, k):
+        out = jnp.maximum(out, jax.lax.slice_in_dim(x, i, i + n, axis=axis))
+    return out
+
+
+def _max_1d_grad(x: jax.Array, out: jax.Array, g: jax.Array, k: int, axis: int) -> jax.Array:
+    """Routes each window's gradient to the first position holding its maximum."""
+    n = out.shape[axis]
+    taken = jnp.zeros(out.shape, bool)
+    grad = jnp.zeros_like(x)
+    for i in range(k):
+        hit = (jax.lax.slice_in_dim(x, i, i + n, axis=axis) == out) & ~taken
+        taken = taken | hit
+        pads = [(0, 0, 0)] * x.ndim
+        pads[axis] = (i, x.shape[axis] - n - i, 0)
+        grad = grad + jax.lax.pad(jnp.where(hit, g, 0), jnp.zeros((), g.dtype), pads)
+    return grad
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def max_pool(x: jax.Array, window: tuple[int, int]) -> jax.Array:
+    """VALID max pooling with stride 1 over [B, H, W, C], separably (rows, then columns).
+
+    The gradient goes to one position per window (the first maximum of each separable pass,
+    as torch's and XLA's pooling route it to one) and is computed from masks and pads, not
+    `select_and_scatter`: about 2× faster than flax's `max_pool` in a scanned step on CPU.
+    """
+    return _max_1d(_max_1d(x, window[0], 1), window[1], 2)
+
+
+def _max_pool_fwd(x, window):
+    rows = _max_1d(x, window[0], 1)  # [B, Ho, W, C]
+    out = _max_1d(rows, window[1], 2)  # [B, Ho, Wo, C]
+    return out, (x, rows, out)
+
+
+def _max_pool_bwd(window, res, g):
+    x, rows, out = res
+    return (_max_1d_grad(x, rows, _max_1d_grad(rows, out, g, window[1], 2), window[0], 1),)
+
+
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+def torch_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+               padding: int = 0, *, name: str | None = None) -> Conv:  # fmt: skip
+    """`Conv` computing `torch.nn.Conv2d(in, out, k, stride, padding)`, torch's init
+    (as `layers.conv`)."""
+    bound = 1.0 / math.sqrt(in_channels * kernel_size**2)
+    k, s, p = kernel_size, stride, padding
+    return Conv(
+        out_channels, (k, k), (s, s), ((p, p), (p, p)), kernel_init=layers.uniform(bound),
+        bias_init=layers.uniform(bound), name=name,
+    )  # fmt: skip
+
+
+def torch_conv_transpose(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                         padding: int = 0, output_padding: int = 0, *,
+                         name: str | None = None) -> ConvTranspose:  # fmt: skip
+    """`ConvTranspose` computing `torch.nn.ConvTranspose2d(in, out, k, stride, padding,
+    output_padding)`, torch's init (as `layers.conv_transpose`): the dilated input is padded
+    k − 1 − p on each side plus `output_padding` on the high side."""
+    bound = 1.0 / math.sqrt(out_channels * kernel_size**2)  # torch's fan_in of the weight
+    k, s, p = kernel_size, stride, padding
+    if not 0 <= p <= k - 1 or not 0 <= output_padding < max(s, 1):
+        raise ValueError("need 0 <= padding < kernel_size and output_padding < stride")
+    pads = ((k - 1 - p, k - 1 - p + output_padding),) * 2
+    return ConvTranspose(
+        out_channels, (k, k), (s, s), pads, kernel_init=layers.uniform(bound),
+        bias_init=layers.uniform(bound), name=name,
+    )  # fmt: skip

@@ -1,0 +1,104 @@
+"""patch_conv: the loop-friendly convolutions equal XLA's (and so torch's, see test_layers)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxunsup import layers, patch_conv
+
+CONV_CASES = [  # (H, W, C, O, k, stride, padding)
+    (9, 8, 1, 16, 3, 2, ((1, 0), (2, 1))),  # asymmetric explicit padding
+    (12, 11, 10, 1, 4, 1, "SAME"),  # even kernel: Keras/XLA pad the high side more
+]
+TRANSPOSE_CASES = [  # (H, W, I, O, k, stride, padding)
+    (6, 5, 8, 4, 3, 2, "VALID"),
+    (13, 13, 16, 1, 3, 2, ((2, 3), (2, 3))),  # torch's output_padding=1
+    (7, 7, 1, 10, 4, 2, "SAME"),  # Keras's Conv2DTranspose(10, 4, strides=2, "same")
+]
+
+
+def _value_and_grads(module, params, x):
+    @jax.jit
+    def f(params, x):
+        out = module.apply(params, x)
+        return out, jax.grad(lambda p, x: jnp.sum(jnp.sin(module.apply(p, x))), (0, 1))(params, x)
+
+    return f(params, x)
+
+
+def _params(key, kernel_shape, out_channels):
+    k1, k2 = jax.random.split(key)
+    bias = jax.random.normal(k2, (out_channels,))
+    return {"params": {"kernel": jax.random.normal(k1, kernel_shape), "bias": bias}}
+
+
+def _check(ours, ref, params, x):
+    for a, b in zip(
+        jax.tree.leaves(_value_and_grads(ours, params, x)),
+        jax.tree.leaves(_value_and_grads(ref, params, x)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("h, w, c, o, k, s, pad", CONV_CASES)
+def test_conv_matches_flax_conv_and_its_gradients(key, h, w, c, o, k, s, pad):
+    x = jax.random.normal(key, (2, h, w, c))
+    ref = nn.Conv(o, (k, k), strides=(s, s), padding=pad)
+    params = _params(key, (k, k, c, o), o)
+    _check(patch_conv.Conv(o, (k, k), (s, s), pad), ref, params, x)
+
+
+@pytest.mark.parametrize("h, w, i, o, k, s, pad", TRANSPOSE_CASES)
+def test_conv_transpose_matches_flax_and_its_gradients(key, h, w, i, o, k, s, pad):
+    x = jax.random.normal(key, (2, h, w, i))
+    ref = nn.ConvTranspose(o, (k, k), strides=(s, s), padding=pad, transpose_kernel=True)
+    params = _params(key, (k, k, o, i), o)  # [kh, kw, out, in]
+    _check(patch_conv.ConvTranspose(o, (k, k), (s, s), pad), ref, params, x)
+
+
+def test_torch_factories_equal_layers_factories(key):
+    """Same init draw, same function as `layers.conv` / `layers.conv_transpose` (torch-tested)."""
+    x = jax.random.normal(key, (2, 13, 13, 16))
+    pairs = [
+        (patch_conv.torch_conv(16, 8, 3, 2, 1), layers.conv(16, 8, 3, 2, 1)),
+        (patch_conv.torch_conv_transpose(16, 1, 3, 2, output_padding=1),
+         layers.conv_transpose(16, 1, 3, 2, output_padding=1)),
+    ]  # fmt: skip
+    for ours, ref in pairs:
+        p_ours, p_ref = jax.jit(ours.init)(key, x), jax.jit(ref.init)(key, x)
+        for a, b in zip(jax.tree.leaves(p_ours), jax.tree.leaves(p_ref), strict=True):
+            np.testing.assert_array_equal(a, b)
+        y = jax.jit(ours.apply)(p_ref, x)
+        np.testing.assert_allclose(y, jax.jit(ref.apply)(p_ref, x), atol=1e-5)
+    assert y.shape == (2, 28, 28, 1)  # (13 − 1)·2 + 3 + 1
+
+
+def test_max_pool_matches_flax(key):
+    x = jax.random.normal(key, (2, 12, 11, 3))
+
+    def ours(x):
+        return patch_conv.max_pool(x, (5, 4))
+
+    def ref(x):
+        return nn.max_pool(x, (5, 4), strides=(1, 1), padding="VALID")
+
+    np.testing.assert_array_equal(ours(x), ref(x))
+    g = jax.jit(jax.grad(lambda x: jnp.sum(ours(x) ** 2)))(x)
+    g_ref = jax.jit(jax.grad(lambda x: jnp.sum(ref(x) ** 2)))(x)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-6)  # no ties in normal draws
+    # ties (ReLU zeros): one position per window gets the gradient, as in XLA and torch
+    z = jnp.zeros((1, 6, 6, 1))
+    g = jax.grad(lambda x: jnp.sum(ours(x)))(z)
+    assert float(g.sum()) == 6.0 and int(jnp.count_nonzero(g)) <= 6  # 2 × 3 windows
+
+
+def test_channel_mismatch_and_bad_padding_raise(key):
+    with pytest.raises(ValueError, match="channels"):
+        patch_conv.conv2d(jnp.zeros((1, 8, 8, 3)), jnp.zeros((3, 3, 2, 4)))
+    with pytest.raises(ValueError, match="channels"):
+        patch_conv.conv_transpose2d(jnp.zeros((1, 8, 8, 3)), jnp.zeros((3, 3, 4, 2)))
+    with pytest.raises(ValueError, match="output_padding"):
+        patch_conv.torch_conv_transpose(4, 4, 3, stride=1, output_padding=1)
