@@ -1,0 +1,127 @@
+"""DCGAN of post 000 §5.2 — experiment `dcgan`.
+
+Seed: `000_1926af310522df2b.txt` §5.2 ("Deep Convolutional GAN"). Generator: z [B, 128] seen as a
+1×1 image with 128 channels → ConvT(128,256,3,s1) → ConvT(256,128,3,s2) → ConvT(128,64,3,s2) →
+ConvT(64,1,2,s2,p1) (1 → 3 → 7 → 15 → 28), ReLU between, Tanh last. Discriminator:
+Conv(1,128,3,s2,p1) → Conv(128,256,3,s2,p1) → Conv(256,256,3,s2,p1) → Conv(256,1,3,s2)
+(28 → 14 → 7 → 4 → 1), LeakyReLU(0.2) + Dropout(0.5) after the first three, Sigmoid last.
+No layer has a bias. The post shows only the networks and says the rest is §5.1's GAN, so the
+data ([-1, 1]), BCE, two Adam(2e-4), batch 100, the D-then-G step and the 151 epochs are those of
+`jaxunsup.gan`, whose step (`gan.gan_step`) and run body (`gan.train_gan`) this module reuses.
+
+Layers are `jaxunsup.layers` (torch's default init; torch's ConvTranspose padding: padding p
+becomes k − 1 − p on each side of the dilated input, so the last layer's (2, s2, p1) maps 15 to
+28 exactly as torch does). Names mirror the torch `nn.Sequential` indices (`conv.3` → `conv_3`).
+
+Deviations: those of `jaxunsup.gan` (D returns a logit and the loss is the stable BCE; one D
+forward on real and fake together; FashionMNIST only when local files exist, else MNIST; GIF
+frames rescaled from [-1, 1]; the classifier-feature scores are added).
+
+Run: `jaxunsup run dcgan --workdir runs/dcgan` (`--preset quick` for a one-minute run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxunsup import gan, layers
+from jaxunsup.files import prepare_workdir, write_json
+from jaxunsup.gan import generate, interpolate, sample, seed_arithmetic  # noqa: F401  (the API)
+
+
+@dataclasses.dataclass(frozen=True)
+class DCGANConfig:
+    """Post 000 §5.2's DCGAN with §5.1's training settings (the post's defaults)."""
+
+    latent_dim: int = 128
+    dropout: float = 0.5
+    lr: float = 2e-4
+    batch_size: int = 100
+    epochs: int = 151
+    seed: int = 0
+    dataset: Literal["auto", "fashion_mnist", "mnist"] = "auto"  # auto: FashionMNIST if local
+    source: str = "auto"
+    data_dir: str | None = None
+    n_train: int | None = None  # None: every training image
+    checkpoint_every: int = 10
+    eval_samples: int = 10_000
+    epoch_eval_samples: int = 1_000
+    classifier_epochs: int = 3
+    classifier_dir: str | None = None
+
+
+# `reproduce --quick`: 2 epochs of 1,000 images at batch 50 (40 steps): a smoke run of the
+# pipeline on 2 CPU cores, where one DCGAN step at batch 100 takes about a second.
+QUICK = {"n_train": 1000, "batch_size": 50, "epochs": 2, "checkpoint_every": 1,
+         "eval_samples": 5000, "epoch_eval_samples": 500}  # fmt: skip
+
+
+class Generator(nn.Module):
+    """Post 000 §5.2's `Generator`: z [B, latent] → images [B, 28, 28, 1] in [-1, 1]."""
+
+    latent_dim: int = 128
+
+    def setup(self):
+        ct = layers.conv_transpose
+        self.conv_0 = ct(self.latent_dim, 256, 3, 1, use_bias=False, name="conv_0")  # 1 → 3
+        self.conv_2 = ct(256, 128, 3, 2, use_bias=False, name="conv_2")  # 3 → 7
+        self.conv_4 = ct(128, 64, 3, 2, use_bias=False, name="conv_4")  # 7 → 15
+        self.conv_6 = ct(64, 1, 2, 2, padding=1, use_bias=False, name="conv_6")  # 15 → 28
+
+    def __call__(self, z):
+        h = z.reshape(z.shape[0], 1, 1, self.latent_dim)  # [B, 1, 1, 128] = torch's view
+        for layer in (self.conv_0, self.conv_2, self.conv_4):
+            h = nn.relu(layer(h))
+        return jnp.tanh(self.conv_6(h))  # [B, 28, 28, 1]
+
+
+class Discriminator(nn.Module):
+    """Post 000 §5.2's `Discriminator` without its final Sigmoid: images → logits [B, 1]."""
+
+    dropout: float = 0.5
+
+    def setup(self):
+        self.conv_0 = layers.conv(1, 128, 3, 2, 1, use_bias=False, name="conv_0")  # 28 → 14
+        self.conv_3 = layers.conv(128, 256, 3, 2, 1, use_bias=False, name="conv_3")  # 14 → 7
+        self.conv_6 = layers.conv(256, 256, 3, 2, 1, use_bias=False, name="conv_6")  # 7 → 4
+        self.conv_9 = layers.conv(256, 1, 3, 2, use_bias=False, name="conv_9")  # 4 → 1
+        self.drop = nn.Dropout(self.dropout)
+
+    def __call__(self, x, train: bool = False):
+        h = x
+        for layer in (self.conv_0, self.conv_3, self.conv_6):
+            h = self.drop(nn.leaky_relu(layer(h), 0.2), deterministic=not train)
+        return self.conv_9(h).reshape(x.shape[0], 1)  # [B, 1, 1, 1] → [B, 1]
+
+
+def create_state(key, cfg: DCGANConfig) -> gan.GANState:
+    return gan.create_gan_state(
+        key, Generator(cfg.latent_dim), Discriminator(cfg.dropout),
+        optax.adam(cfg.lr), optax.adam(cfg.lr), cfg.latent_dim,
+    )  # fmt: skip
+
+
+train_step = gan.step_for(gan.StepSpec(latent_dim=128))  # the same step as the MLP GAN's
+
+
+def run(cfg: DCGANConfig, workdir: str | os.PathLike, data=None) -> dict:
+    """Trains the post's DCGAN; writes the same artefacts as `gan.run` into `workdir`."""
+    gan.check_config(cfg)
+    train, test = gan.checked_data(*(data if data is not None else gan.load_data(cfg)), cfg.n_train)
+    workdir = Path(prepare_workdir(workdir, cfg))
+    key_init, key_fit = jax.random.split(jax.random.key(cfg.seed))
+    spec = gan.StepSpec(latent_dim=cfg.latent_dim)
+    results = gan.train_gan(
+        "dcgan", cfg, workdir, create_state(key_init, cfg), gan.step_for(spec), spec,
+        train, test, key=key_fit, value_range=(-1.0, 1.0), loss_lines=gan.bce_lines(),
+    )  # fmt: skip
+    write_json(workdir / "results.json", results)
+    return results
