@@ -1,0 +1,483 @@
+"""Deep K-Means of post 000 §7 — experiment `deep-kmeans`.
+
+Seed: `000_1926af310522df2b.txt` §7 ("깊은 K-평균 알고리즘"). The conv autoencoder of §4 with a
+10-d latent (`Encoder`, `Decoder`; `jaxunsup.ae_conv.ConvAE`, layer names = the torch module
+paths) and a `Kmeans` module whose 10 centroids are a learnable parameter drawn from U[0,1).
+Each latent, detached, is assigned to its nearest centroid (argmin of the squared distance);
+loss = MSE(reconstruction, input) + α·MSE(latent, its centroid), so the clustering term pulls
+encoder and assigned centroids together. One Adam(1e-3) over encoder, decoder and centroids;
+batch 128; 300 epochs; α ramps over the 0-based epoch e: λ/(T2−T1) up to T1, λ(e−T1)/(T2−T1)
+from T1 to T2, λ from T2 (T1=50, T2=200, λ=1e-3). Test accuracy (Hungarian `cluster_acc`) is
+printed every 10 epochs; the post reports 0.80 on the MNIST test split.
+
+Options (each measured against the post's recipe in the README):
+- `init="pretrain-kmeans"`: pretrain the autoencoder alone for `pretrain_epochs`, then start
+  the centroids at k-means++ (`jaxunsup.kmeans.KMeans`, 10 restarts) on the training latents.
+- `assignment="soft"`: Deep k-Means of Fard et al. (2018, arXiv:1806.10069): the clustering
+  term is Σ_k softmax_k(−β·d_k)·d_k (d_k = squared distance to centroid k, divided by the
+  latent size like the post's MSE), differentiated through the softmax, with Fard's annealed
+  inverse temperature β_{n+1} = 2^{1/ln(n+1)²}·β_n from β_1 = 0.1, one value per
+  `beta_epochs` epochs for `beta_values` values (Fard's α; called β here so that α stays the
+  post's weight). As β → ∞ it is the hard loss.
+- `code_relu=False`: a linear 10-d code (DEC, IDEC and Fard et al. all use one). With the
+  post's ReLU, units whose pre-activation is negative for every image at init stay dead: on
+  the embedded digits 3-7 of the 10 code units are dead from step 0 for seeds 0-5.
+- `output_bias="mean"`: the last layer's bias starts at the logit of the mean training pixel
+  instead of torch's U(−1/12, 1/12) draw. From torch's init (sigmoid ≈ 0.5 everywhere) the
+  first Adam steps push every output down together, the codes grow to 10-60 and the sigmoid
+  saturates: after 3 epochs on the 5,000 digits, 3 of 6 seeds are stuck at MSE 0.13 (worse
+  than a black image, 0.11), and the post's torch model from torch seeds 0-2 is at 0.13 after
+  one epoch too; from the mean logit every seed trains.
+- `protocol="all"`: train and score on every image (train + test splits), as DEC/IDEC report
+  deep clustering; the default `"post"` trains on the training split and scores the test split.
+- `n_seeds`: seeds `seed .. seed+n_seeds−1` train together as one `vmap`-ped program. Seed i>0
+  sees the data through a fixed permutation of its own, so its batches differ from seed 0's.
+
+Deviations: the assignment is one vectorised argmin instead of a per-sample Python loop (same
+result); the epoch reaches the compiled step as data (epoch = step // steps_per_epoch), so the
+α ramp compiles once; each epoch drops the remainder of the shuffled data (the post's last
+batch is smaller); without local MNIST files the embedded MNIST-5k is used; the post's
+"save when the loss improves" becomes checkpoints every `checkpoint_every` epochs (resumable).
+
+Run: `jaxunsup run deep-kmeans --workdir runs/dkm` (the post's recipe), or e.g.
+`jaxunsup run deep-kmeans --workdir runs/dkm-pk --protocol all --init pretrain-kmeans --n-seeds 3`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxunsup import ae_conv, autoencoder, latent_clustering, metrics, training
+from jaxunsup import data as data_lib
+from jaxunsup.files import prepare_workdir, write_json
+
+ASSIGNMENTS = ("hard", "soft")
+INITS = ("uniform", "pretrain-kmeans")
+OUTPUT_BIASES = ("torch", "mean")
+PROTOCOLS = ("post", "all")
+SEED_TEST_ACC = 0.80  # post 000 §7, final test accuracy
+# `reproduce --quick`: 1,000 embedded digits, all scored; the improved recipe, 2 + 2 epochs.
+QUICK = {
+    "protocol": "all", "n_train": 700, "n_test": 300, "source": "embedded",
+    "init": "pretrain-kmeans", "code_relu": False, "output_bias": "mean", "pretrain_epochs": 2,
+    "epochs": 2, "t1": 0, "t2": 1, "eval_every": 1, "tsne_points": 300,
+}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Post 000 §7's Deep K-Means; defaults are the post's settings."""
+
+    channels: int = 16  # the post's k
+    latent: int = 10
+    n_clusters: int = 10
+    lr: float = 1e-3
+    batch_size: int = 128
+    epochs: int = 300
+    t1: int = 50
+    t2: int = 200
+    lam: float = 1e-3  # the final clustering weight α
+    assignment: str = "hard"  # "hard" (the post) | "soft" (Fard et al. 2018)
+    init: str = "uniform"  # "uniform" (the post's U[0,1)) | "pretrain-kmeans"
+    code_relu: bool = True  # the post's ReLU on the 10-d code; False: a linear code
+    output_bias: str = "torch"  # "torch" init | "mean": logit of the mean training pixel
+    pretrain_epochs: int = 50
+    beta0: float = 0.1  # soft: Fard's first inverse temperature
+    beta_epochs: int = 5  # soft: epochs per β value
+    beta_values: int = 40  # soft: number of β values (the last one stays)
+    protocol: str = "post"  # "post": train split → test split | "all": every image
+    n_seeds: int = 1
+    seed: int = 0
+    eval_every: int = 10
+    source: str = "auto"
+    data_dir: str | None = None
+    n_train: int | None = None  # None: every image of the split
+    n_test: int | None = None
+    tsne_points: int = 2000
+    checkpoint_every: int = 50
+
+
+class DeepKMeans(ae_conv.ConvAE):
+    """The post's `Encoder` + `Decoder` (§4's conv AE) and `Kmeans` centroids [K, latent]."""
+
+    n_clusters: int = 10
+    code_relu: bool = True
+
+    def encode(self, x):
+        h = nn.relu(self.encoder_0(x))
+        h = nn.relu(self.encoder_2(h))
+        h = nn.relu(self.encoder_4(h))  # [B, 4, 4, 4k]
+        h = h.transpose(0, 3, 1, 2).reshape(h.shape[0], -1)  # [B, 4k·4·4], torch's NCHW order
+        z = self.encoder_7(h)  # [B, latent]
+        return nn.relu(z) if self.code_relu else z
+
+    def setup(self):
+        super().setup()
+        self.centroids = self.param(
+            "centroids", nn.initializers.uniform(1.0), (self.n_clusters, self.latent)
+        )  # torch.rand: U[0, 1)
+
+    def __call__(self, x):
+        z = self.encode(x)
+        return z, self.decode(z)
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+def alpha_schedule(lam: float = 1e-3, t1: int = 50, t2: int = 200) -> optax.Schedule:
+    """The post's clustering weight α as a function of the 0-based epoch (jit-friendly)."""
+
+    def schedule(epoch):
+        e = jnp.asarray(epoch, jnp.float32)
+        ramp = lam * (e - t1) / (t2 - t1)
+        return jnp.where(e >= t2, lam, jnp.where(e > t1, ramp, lam / (t2 - t1)))
+
+    return schedule
+
+
+def beta_values(beta0: float = 0.1, n: int = 40) -> np.ndarray:
+    """Fard et al.'s annealed inverse temperatures: β_{i+1} = 2^{1/ln(i+1)²}·β_i, [n]."""
+    i = np.arange(1, n, dtype=np.float64)
+    return beta0 * 2.0 ** np.concatenate([[0.0], np.cumsum(1.0 / np.log(i + 1) ** 2)])
+
+
+def beta_schedule(beta0: float = 0.1, epochs_per_value: int = 5, n: int = 40) -> optax.Schedule:
+    """β for the 0-based epoch: value ⌊epoch / epochs_per_value⌋, the last one after that."""
+    table = jnp.asarray(beta_values(beta0, n), jnp.float32)  # [n]
+
+    def schedule(epoch):
+        return table[jnp.minimum(jnp.asarray(epoch) // epochs_per_value, n - 1)]
+
+    return schedule
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def sq_distances(z, centroids):
+    """Squared Euclidean distances [B, K] of latents [B, D] to centroids [K, D]."""
+    diff = z[:, None, :] - centroids[None, :, :]  # [B, K, D]
+    return jnp.sum(diff * diff, axis=-1)
+
+
+def assign(z, centroids):
+    """Index of the nearest centroid of each latent (the post's `argminl2distance`): [B]."""
+    return jnp.argmin(sq_distances(z, centroids), axis=1).astype(jnp.int32)
+
+
+def hard_clustering_loss(z, centroids):
+    """MSE(latent, nearest centroid), the nearest one found on the stop-gradient latent."""
+    idx = assign(jax.lax.stop_gradient(z), jax.lax.stop_gradient(centroids))
+    return jnp.mean((z - centroids[idx]) ** 2), idx
+
+
+def soft_clustering_loss(z, centroids, beta):
+    """Fard et al.'s Σ_k softmax_k(−β·d)·d, averaged over the batch, d in the post's MSE scale."""
+    d2 = sq_distances(z, centroids)  # [B, K]
+    weights = jax.nn.softmax(-beta * d2, axis=1)  # [B, K]
+    return jnp.mean(jnp.sum(weights * d2, axis=1)) / z.shape[1], jnp.argmax(weights, axis=1)
+
+
+def loss_fn(params, apply_fn, batch, key, *, alpha, assignment="hard", beta=1.0):
+    """MSE(reconstruction) + α·clustering loss; `alpha` and `beta` may be traced scalars."""
+    del key  # deterministic model
+    z, recon = apply_fn(params, batch)
+    rec = jnp.mean((recon - batch) ** 2)
+    centroids = params["params"]["centroids"]
+    if assignment == "hard":
+        clu, _ = hard_clustering_loss(z, centroids)
+    else:
+        clu, _ = soft_clustering_loss(z, centroids, beta)
+    return rec + alpha * clu, {"rec": rec, "clu": clu, "alpha": alpha, "beta": beta}
+
+
+def reconstruction_loss_fn(params, apply_fn, batch, key):
+    """The pretraining loss: MSE(reconstruction) only (centroid gradients are zero)."""
+    del key
+    return jnp.mean((apply_fn(params, batch)[1] - batch) ** 2), {}
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "steps_per_epoch"), donate_argnums=0)
+def train_step(state, batch, key, *, cfg: Config, steps_per_epoch: int):
+    """One Adam step of the joint loss; α (and β) come from the epoch = step // steps_per_epoch."""
+    key = jax.random.fold_in(key, state.step)
+    epoch = state.step // steps_per_epoch
+    alpha = alpha_schedule(cfg.lam, cfg.t1, cfg.t2)(epoch)
+    beta = beta_schedule(cfg.beta0, cfg.beta_epochs, cfg.beta_values)(epoch)
+    loss = functools.partial(loss_fn, alpha=alpha, assignment=cfg.assignment, beta=beta)
+    (value, aux), grads = jax.value_and_grad(loss, has_aux=True)(
+        state.params, state.apply_fn, batch, key
+    )
+    return state.apply_gradients(grads=grads), {"loss": value, **aux}
+
+
+pretrain_step = functools.partial(training.gradient_step, loss_fn=reconstruction_loss_fn)
+
+
+@functools.partial(jax.jit, static_argnames="step", donate_argnums=0)
+def seeds_step(state, batch, key, *, step):
+    """`step` for S models at once: `state` has a leading seed axis, `batch` is [B, S, ...].
+
+    Metrics are means over the seeds (a NaN in any seed stays NaN), plus the worst loss.
+    """
+    state, out = jax.vmap(step, in_axes=(0, 1, None))(state, batch, key)
+    return state, {**{k: jnp.mean(v) for k, v in out.items()}, "loss_max": jnp.max(out["loss"])}
+
+
+def create_state(key: jax.Array, cfg: Config, example: jax.Array, output_bias=None):
+    """One model: torch-initialised encoder/decoder, U[0,1) centroids, Adam(lr) over all.
+
+    `output_bias`, when given, replaces the torch init of the last layer's bias.
+    """
+    model = DeepKMeans(
+        channels=cfg.channels, latent=cfg.latent, n_clusters=cfg.n_clusters,
+        code_relu=cfg.code_relu,
+    )  # fmt: skip
+    params = model.init(key, example[:1])
+    if output_bias is not None:
+        last = params["params"]["decoder_7"]
+        last = {**last, "bias": jnp.full_like(last["bias"], output_bias)}
+        params = {"params": {**params["params"], "decoder_7": last}}
+    return training.create_train_state(model.apply, params, optax.adam(cfg.lr))
+
+
+def create_seed_states(cfg: Config, example: jax.Array, output_bias=None):
+    """`cfg.n_seeds` models stacked on a leading axis, seed i from key(cfg.seed + i)."""
+    seeds = jnp.arange(cfg.seed, cfg.seed + cfg.n_seeds)
+    return jax.vmap(lambda s: create_state(jax.random.key(s), cfg, example, output_bias))(seeds)
+
+
+def mean_logit(images: np.ndarray) -> float:
+    """logit of the mean pixel: the bias whose sigmoid is the best constant reconstruction."""
+    p = float(np.clip(np.mean(images), 1e-4, 1 - 1e-4))
+    return math.log(p / (1 - p))
+
+
+def with_centroids(state, centroids):
+    """A fresh optimiser state (and step 0) for params with `centroids` [S, K, D] set."""
+    params = state.params
+    params = {"params": {**params["params"], "centroids": jnp.asarray(centroids, jnp.float32)}}
+    return jax.vmap(lambda p: training.create_train_state(state.apply_fn, p, state.tx))(params)
+
+
+# ----------------------------------------------------------------------------- verbs
+
+
+@functools.partial(jax.jit, static_argnames="apply_fn")
+def _encode_assign(params, apply_fn, images):
+    def one(p):
+        z = apply_fn(p, images, method="encode")  # [B, D]
+        return z, assign(z, p["params"]["centroids"])
+
+    z, idx = jax.vmap(one)(params)  # [S, B, D], [S, B]
+    return jnp.swapaxes(z, 0, 1), jnp.swapaxes(idx, 0, 1)  # [B, S, D], [B, S]
+
+
+@functools.partial(jax.jit, static_argnames="apply_fn")
+def _reconstruct(params, apply_fn, images):
+    return jax.vmap(lambda p: apply_fn(p, images)[1])(params)  # [S, B, 28, 28, 1]
+
+
+def encode_assign(state, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Latents [N, S, D] and nearest-centroid clusters [N, S] of `images` for every seed."""
+    fn = functools.partial(_encode_assign, state.params, state.apply_fn)
+    return training.batched_apply(fn, images)
+
+
+def scores(labels, clusters: np.ndarray) -> dict[str, list[float]]:
+    """Per-seed cluster accuracy (Hungarian), NMI and ARI of `clusters` [N, S]."""
+    out = {"acc": [], "nmi": [], "ari": []}
+    for s in range(clusters.shape[1]):
+        out["acc"].append(metrics.cluster_acc(labels, clusters[:, s]))
+        out["nmi"].append(metrics.nmi(labels, clusters[:, s]))
+        out["ari"].append(metrics.ari(labels, clusters[:, s]))
+    return out
+
+
+def kmeans_centroids(state, images: np.ndarray, cfg: Config) -> np.ndarray:
+    """k-means++ centres (10 restarts) of each seed's latents of `images`: [S, K, D]."""
+    from jaxunsup.kmeans import KMeans
+
+    z, _ = encode_assign(state, images)  # [N, S, D]
+    return np.stack([
+        KMeans(cfg.n_clusters, n_init=10, random_state=cfg.seed + s).fit(z[:, s]).cluster_centers_
+        for s in range(z.shape[1])
+    ])  # fmt: skip
+
+
+def restore(workdir: str | os.PathLike, cfg: Config | None = None):
+    """The trained models in `workdir` (latest joint-phase checkpoint); returns (state, cfg)."""
+    cfg = cfg if cfg is not None else autoencoder.load_config(Config, workdir)
+    state = create_seed_states(cfg, jnp.zeros((1, 28, 28, 1), jnp.float32))
+    return training.restore_latest(workdir, state)[0], cfg
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def _validate(cfg: Config) -> None:
+    for name in ("lr", "beta0"):
+        training.check_positive(name, getattr(cfg, name))
+    for name in ("batch_size", "epochs", "channels", "latent", "n_clusters", "pretrain_epochs",
+                 "beta_epochs", "beta_values", "n_seeds", "eval_every", "checkpoint_every",
+                 "tsne_points"):  # fmt: skip
+        training.check_positive(name, getattr(cfg, name), integer=True)
+    if not (isinstance(cfg.lam, int | float) and math.isfinite(cfg.lam) and cfg.lam >= 0):
+        raise ValueError(f"lam must be a finite number >= 0, got {cfg.lam!r}")
+    if not (isinstance(cfg.t1, int) and isinstance(cfg.t2, int) and 0 <= cfg.t1 < cfg.t2):
+        raise ValueError(f"need integers 0 <= t1 < t2, got t1={cfg.t1!r}, t2={cfg.t2!r}")
+    for name, value, choices in (("assignment", cfg.assignment, ASSIGNMENTS),
+                                 ("init", cfg.init, INITS),
+                                 ("protocol", cfg.protocol, PROTOCOLS),
+                                 ("output_bias", cfg.output_bias, OUTPUT_BIASES)):  # fmt: skip
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def load_data(cfg: Config) -> tuple[data_lib.ImageData, data_lib.ImageData]:
+    return autoencoder.load_data(cfg)
+
+
+def split_for_protocol(train, test, cfg: Config):
+    """(training set, scored set): the post's train → test, or every image for both."""
+    train, test = autoencoder.checked_data(train, test, n_train=cfg.n_train, n_test=cfg.n_test)
+    if cfg.protocol == "all":
+        both = data_lib.ImageData(
+            np.concatenate([train.images, test.images]),
+            np.concatenate([train.labels, np.asarray(test.labels, train.labels.dtype)]),
+            train.source,
+        )
+        latent_clustering.check_labels("train labels", both.labels, len(both.images))
+        train = test = both
+    if cfg.batch_size > len(train.images) or cfg.n_clusters > len(test.images):
+        raise ValueError(
+            f"batch_size={cfg.batch_size} and n_clusters={cfg.n_clusters} must not exceed the "
+            f"{len(train.images)} training / {len(test.images)} scored images; lower them"
+        )
+    return train, test
+
+
+def seed_data(images: np.ndarray, cfg: Config) -> np.ndarray:
+    """[N, S, ...]: seed 0 sees `images` as they are, seed i > 0 through its own permutation."""
+    perms = [np.arange(len(images))] + [
+        np.random.default_rng(cfg.seed + i).permutation(len(images)) for i in range(1, cfg.n_seeds)
+    ]
+    return np.stack([images[p] for p in perms], axis=1)  # [N, S, 28, 28, 1]
+
+
+def _fit(state, step, data, cfg, workdir, key, epochs, eval_fn=None):
+    return training.fit(
+        state, functools.partial(seeds_step, step=step), data, key=key, epochs=epochs,
+        batch_size=cfg.batch_size, workdir=workdir, checkpoint_every=cfg.checkpoint_every,
+        eval_fn=eval_fn, eval_every=cfg.eval_every,
+    )  # fmt: skip
+
+
+def _curves(history: list[dict], initial: dict, n_seeds: int) -> dict:
+    """Scores per seed at epoch 0 (after the init) and at every evaluated epoch."""
+    rows = [r for r in history if "acc" in r]
+    out = {"epoch": [0] + [r["epoch"] for r in rows]}
+    for m in ("acc", "nmi", "ari"):
+        out[m] = [[initial[m][s]] + [r[f"{m}_{s}"] for r in rows] for s in range(n_seeds)]
+    return out  # out[metric][seed][evaluation]
+
+
+def _figures(workdir: Path, state, test, curves, cfg: Config) -> list[str]:
+    from jaxunsup import plots
+
+    z, clusters = encode_assign(state, test.images)  # seed 0 is shown
+    recon = np.asarray(_reconstruct(state.params, state.apply_fn, test.images[:10]))[0]
+    emb, idx = plots.tsne_embed(z[:, 0], seed=cfg.seed, max_points=cfg.tsne_points)
+    acc = {f"seed {cfg.seed + s}": (curves["epoch"], a) for s, a in enumerate(curves["acc"])}
+    rows, titles = [], []
+    for k in range(cfg.n_clusters):
+        members = np.flatnonzero(clusters[:, 0] == k)
+        if len(members):
+            rows.append(test.images[members[:10]])
+            titles.append(f"cluster {k} ({len(members)})")
+    return [
+        plots.save_loss_curves(workdir / "accuracy.png", acc, ylabel="cluster accuracy",
+                               hlines={"post (0.80)": SEED_TEST_ACC}).name,
+        plots.save_image_rows(workdir / "reconstructions.png", [test.images[:10], recon],
+                              ["input", "output"]).name,
+        plots.save_scatter(workdir / "tsne_labels.png", emb, test.labels[idx],
+                           title="t-SNE of latents, true digits").name,
+        plots.save_scatter(workdir / "tsne_clusters.png", emb, clusters[idx, 0],
+                           title="t-SNE of latents, clusters").name,
+        plots.save_image_rows(workdir / "clusters.png", rows, titles).name,
+    ]  # fmt: skip
+
+
+def _table(final: dict, cfg: Config, scored: str) -> list[dict]:
+    def stat(values):
+        return [round(float(np.mean(values)), 4), round(float(np.std(values)), 4)]
+
+    what = f"{cfg.init} init, {cfg.assignment}, {cfg.epochs} epochs, {cfg.n_seeds} seed(s)"
+    return [
+        {"metric": f"cluster acc on {scored}, mean/std ({what})", "ours": stat(final["acc"]),
+         "seed": SEED_TEST_ACC},
+        {"metric": "NMI, mean/std", "ours": stat(final["nmi"]), "seed": None},
+        {"metric": "ARI, mean/std", "ours": stat(final["ari"]), "seed": None},
+    ]  # fmt: skip
+
+
+def run(cfg: Config, workdir: str | os.PathLike, data=None) -> dict:
+    """Trains Deep K-Means (every seed at once); writes config.json, metrics.jsonl,
+    checkpoints, figures and results.json into `workdir`; returns the results dict."""
+    _validate(cfg)
+    train, test = split_for_protocol(*(data if data is not None else load_data(cfg)), cfg)
+    workdir = prepare_workdir(workdir, cfg)
+    images = seed_data(train.images, cfg)
+    bias = mean_logit(train.images) if cfg.output_bias == "mean" else None
+    state = create_seed_states(cfg, jnp.asarray(train.images[:1]), bias)
+    key_pre, key_fit = jax.random.split(jax.random.key(cfg.seed))
+    if cfg.init == "pretrain-kmeans":
+        state, _ = _fit(state, pretrain_step, images, cfg, workdir / "pretrain", key_pre,
+                        cfg.pretrain_epochs)  # fmt: skip
+        state = with_centroids(state, kmeans_centroids(state, train.images, cfg))
+    initial = scores(test.labels, encode_assign(state, test.images)[1])
+
+    def eval_fn(state):
+        s = scores(test.labels, encode_assign(state, test.images)[1])
+        per_seed = {f"{m}_{i}": v for m, vs in s.items() for i, v in enumerate(vs)}
+        return {**{m: float(np.mean(vs)) for m, vs in s.items()}, **per_seed}
+
+    steps_per_epoch = len(images) // cfg.batch_size
+    step = functools.partial(train_step, cfg=cfg, steps_per_epoch=steps_per_epoch)
+    state, history = _fit(state, step, images, cfg, workdir, key_fit, cfg.epochs, eval_fn)
+    curves = _curves(history, initial, cfg.n_seeds)
+    final = {m: [c[-1] for c in curves[m]] for m in ("acc", "nmi", "ari")}
+    scored = (f"all {len(test.images)} images (trained on them)" if cfg.protocol == "all"
+              else f"the {len(test.images)} test images")  # fmt: skip
+    results = {
+        "experiment": "deep-kmeans",
+        "data": train.source,
+        "protocol": cfg.protocol,
+        "n_train": len(train.images),
+        "n_scored": len(test.images),
+        "seeds": [cfg.seed + s for s in range(cfg.n_seeds)],
+        "initial": initial,
+        "final": final,
+        "final_mean": {m: float(np.mean(v)) for m, v in final.items()},
+        "final_std": {m: float(np.std(v)) for m, v in final.items()},
+        "curves": curves,
+        "train_loss": [r["loss"] for r in history],
+        "figures": _figures(workdir, state, test, curves, cfg),
+        "table": _table(final, cfg, scored),
+    }
+    write_json(workdir / "results.json", results)
+    return results

@@ -1,0 +1,126 @@
+"""Parity of Deep K-Means (post 000 §7) against the post's PyTorch `Encoder`/`Decoder`/`Kmeans`.
+
+L0 forward (latents, reconstructions) and nearest-centroid assignments; L1 loss and gradients
+of encoder, decoder and centroids; L2 one Adam step; L3 `steps` steps from the same weights and
+batches, with the α of the post's schedule replaced by `alpha` so the clustering term matters.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+
+from jaxunsup import deep_kmeans, training
+from parity import torch_deep_kmeans as ref_lib
+from parity.convert import params_to_torch, torch_to_params
+
+NAME = "deep-kmeans"
+
+
+def _reference(seed: int = 0, latent: int = 10, n_clusters: int = 10):
+    torch.manual_seed(seed)
+    enc, dec = ref_lib.Encoder(latent), ref_lib.Decoder(latent)
+    centroids = torch.rand(n_clusters, latent)  # the post's U[0,1) draw
+    km = ref_lib.Kmeans(n_clusters, latent, centroids)
+    sd = {**enc.state_dict(), **dec.state_dict()}
+    sd = {k: v.clone() for k, v in sd.items()}
+    params = torch_to_params(sd)
+    params["params"]["centroids"] = centroids.numpy().copy()
+    return enc, dec, km, sd, centroids.clone(), jax.tree.map(jnp.asarray, params)
+
+
+def _reload(enc, dec, km, sd, centroids) -> None:
+    enc.load_state_dict({k: v for k, v in sd.items() if k.startswith("encoder.")})
+    dec.load_state_dict({k: v for k, v in sd.items() if k.startswith("decoder.")})
+    with torch.no_grad():
+        km.centroids.copy_(centroids)
+
+
+def _param_rows(level, what, ours, enc, dec, km, sd, atol) -> list[dict]:
+    """Worst row over every torch parameter (`ours`: flax tree; torch: `.grad` or values)."""
+    mine = params_to_torch(ours, sd)
+    from parity.checks import row
+
+    rows = []
+    for module in (enc, dec):
+        for k, p in module.named_parameters():
+            theirs = p.grad if what == "grad" else p.detach()
+            rows.append(row(NAME, level, k, mine[k], theirs.numpy(), atol=atol))
+    theirs = km.centroids.grad if what == "grad" else km.centroids.detach()
+    rows.append(row(NAME, level, "centroids", ours["params"]["centroids"], theirs.numpy(), atol))
+    return rows
+
+
+def check_deep_kmeans(steps: int = 50, batch_size: int = 32, alpha: float = 0.5) -> list[dict]:
+    """All four levels; returns rows {model, level, what, max_abs, max_rel, tol, ok}."""
+    from parity.checks import _mnist_batches, _nchw, _worst  # late: checks.py imports this file
+
+    lr = 1e-3
+    enc, dec, km, sd, centroids, params = _reference()
+    model = deep_kmeans.DeepKMeans()
+    batches = _mnist_batches(steps, batch_size)
+    x = batches[0]
+    from parity.checks import row
+
+    rows = []
+    with jax.default_matmul_precision("highest"):
+        # L0: forward and assignments
+        z, recon = model.apply(params, jnp.asarray(x))
+        t_z = enc(_nchw(x))
+        rows.append(row(NAME, "L0", "latents", z, t_z.detach().numpy(), atol=1e-5))
+        t_recon = dec(t_z).detach().numpy().transpose(0, 2, 3, 1)
+        rows.append(row(NAME, "L0", "reconstructions", recon, t_recon, atol=1e-5))
+        ours_idx = deep_kmeans.assign(z, params["params"]["centroids"])
+        t_idx, _ = km(t_z.detach())
+        rows.append(row(NAME, "L0", "assignments (exact)", ours_idx, np.asarray(t_idx), atol=0))
+        # L1: loss and gradients of the three parameter groups
+        loss = jax.value_and_grad(deep_kmeans.loss_fn, has_aux=True)
+        (value, _), grads = loss(params, model.apply, jnp.asarray(x), None, alpha=alpha)
+        t_loss = ref_lib.loss(enc, dec, km, _nchw(x), alpha)
+        t_loss.backward()
+        rows.append(row(NAME, "L1", f"loss (α={alpha})", value, t_loss.item(), atol=1e-6))
+        g_rows = _param_rows("L1", "grad", grads, enc, dec, km, sd, atol=1e-6)
+        rows.append(_worst([r for r in g_rows if r["what"].startswith("encoder")], "encoder grads"))
+        rows.append(_worst([r for r in g_rows if r["what"].startswith("decoder")], "decoder grads"))
+        rows.append(_worst([r for r in g_rows if r["what"] == "centroids"], "centroid grads"))
+        # L2: one Adam step over all three groups
+        step_fn = jax.jit(_fixed_alpha_step, static_argnames="alpha")
+        state = training.create_train_state(model.apply, params, optax.adam(lr))
+        state, _ = step_fn(state, jnp.asarray(x), alpha=alpha)
+        _reload(enc, dec, km, sd, centroids)
+        ref_lib.train_steps(enc, dec, km, [_nchw(x)], [alpha], lr=lr)
+        p_rows = _param_rows("L2", "value", state.params, enc, dec, km, sd, atol=1e-2 * lr)
+        rows.append(_worst(p_rows, "params after 1 Adam step"))
+        # L3: `steps` steps from the same weights and batch order
+        state = training.create_train_state(model.apply, params, optax.adam(lr))
+        losses = []
+        for b in batches:
+            state, value = step_fn(state, jnp.asarray(b), alpha=alpha)
+            losses.append(float(value))
+        _reload(enc, dec, km, sd, centroids)
+        t_losses = ref_lib.train_steps(enc, dec, km, [_nchw(b) for b in batches], [alpha] * steps)
+        rows.append(row(NAME, "L3", f"loss curve, {steps} steps", losses, t_losses,
+                        atol=1e-5, rtol=1e-3))  # fmt: skip
+        # Adam moves a weight whose gradient is ~0 by up to ~lr per step whatever its sign, so
+        # float32 rounding differences in the ~1% of such weights grow to O(lr) over a run; the
+        # typical weight must still agree closely (median row).
+        p_rows = _param_rows("L3", "value", state.params, enc, dec, km, sd, atol=2 * lr)
+        rows.append(_worst(p_rows, f"params after {steps} steps, max"))
+        mine = params_to_torch(state.params, sd)
+        err = np.concatenate([
+            np.abs(np.asarray(mine[k]) - p.detach().numpy()).ravel()
+            for module in (enc, dec) for k, p in module.named_parameters()
+        ])  # fmt: skip
+        rows.append(row(NAME, "L3", f"params after {steps} steps, median", np.median(err), 0.0,
+                        atol=1e-6))  # fmt: skip
+    return rows
+
+
+def _fixed_alpha_step(state, batch, *, alpha):
+    """One step of `deep_kmeans.loss_fn` at a constant α (the post's loop body)."""
+    grad_fn = jax.value_and_grad(deep_kmeans.loss_fn, has_aux=True)
+    (value, _), grads = grad_fn(state.params, state.apply_fn, batch, None, alpha=alpha)
+    return state.apply_gradients(grads=grads), value
