@@ -20,9 +20,26 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import jax  # noqa: E402
 import torch  # noqa: E402
 from bench_ae import bench_ae_stacked  # noqa: E402
+from bench_ae_family import bench_ae_conv, bench_ae_keras_cnn  # noqa: E402
+from bench_basics import bench_restore_image  # noqa: E402
+from bench_deep_kmeans import bench_deep_kmeans  # noqa: E402
+from bench_gans import bench_dcgan, bench_gan_mlp, bench_gan_simple  # noqa: E402
+from bench_kmeans import bench_kmeans  # noqa: E402
+from bench_style import bench_style  # noqa: E402
+from bench_vae import bench_vae  # noqa: E402
 
 BENCHES = {
+    "kmeans": bench_kmeans,
     "ae-stacked": bench_ae_stacked,
+    "ae-conv": bench_ae_conv,
+    "ae-keras-cnn": bench_ae_keras_cnn,
+    "restore-image": bench_restore_image,
+    "style-transfer": bench_style,
+    "gan-mlp": bench_gan_mlp,
+    "dcgan": bench_dcgan,
+    "gan-mnist-simple": bench_gan_simple,
+    "deep-kmeans": bench_deep_kmeans,
+    "vae": bench_vae,
 }
 
 

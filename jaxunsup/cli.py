@@ -13,6 +13,7 @@ import types
 import typing
 from pathlib import Path
 
+from jaxunsup import style_transfer
 from jaxunsup.registry import EXPERIMENTS, Experiment
 
 
@@ -74,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxunsup", description="Classic unsupervised learning in JAX, verified vs PyTorch."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,reproduce}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{list,run,reproduce,style-transfer}"
+    )
     sub.add_parser("list", help="list the experiments")
 
     run = sub.add_parser("run", help="run one experiment")
@@ -98,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", type=_parse_tuple(str), default=None, metavar="NAME,NAME",
         help=f"run only these experiments (from: {', '.join(EXPERIMENTS)})",
     )  # fmt: skip
+    st = sub.add_parser(
+        "style-transfer", help="stylise your own image (post 000 §6; VGG19 weights optional)"
+    )
+    style_transfer.add_cli_arguments(st)
     return parser
 
 
@@ -109,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, exp in EXPERIMENTS.items():
             print(f"{name:<{width}}  seed {exp.seed:<8}  {exp.summary}")
         return 0
+    if args.command == "style-transfer":
+        return style_transfer.cli_command(args)
     try:
         if args.command == "run":
             exp = EXPERIMENTS[args.experiment]

@@ -102,6 +102,34 @@ def _worst(rows: list[dict], what: str) -> dict:
     return {**worst, "what": what, "ok": all(r["ok"] for r in rows)}
 
 
+from parity.check_autoencoders import (  # noqa: E402
+    check_conv_ae,
+    check_denoising_ae,
+    check_keras_cnn,
+    check_keras_mlp,
+)
+from parity.check_basics import check_blobs_classifier, check_restore_image  # noqa: E402
+from parity.check_deep_kmeans import check_deep_kmeans  # noqa: E402
+from parity.check_gans import check_bce, check_dcgan, check_gan_mlp, check_gan_simple  # noqa: E402
+from parity.check_style import check_style_transfer  # noqa: E402
+from parity.check_vae import check_vae, check_vae_ops  # noqa: E402
+from parity.torch_kmeans import check_kmeans  # noqa: E402
+
 CHECKS = {
+    "kmeans": check_kmeans,
+    "gan-losses": check_bce,
+    "gan-mlp": check_gan_mlp,
+    "dcgan": check_dcgan,
+    "gan-mnist-simple": check_gan_simple,
     "ae-stacked": check_stacked_ae,
+    "ae-denoising": check_denoising_ae,
+    "ae-conv": check_conv_ae,
+    "ae-keras-mlp": check_keras_mlp,
+    "ae-keras-cnn": check_keras_cnn,
+    "restore-image": check_restore_image,
+    "blobs-classifier": check_blobs_classifier,
+    "style-transfer": check_style_transfer,
+    "deep-kmeans": check_deep_kmeans,
+    "vae-z2": check_vae,
+    "vae-ops": check_vae_ops,
 }

@@ -71,3 +71,21 @@ def test_reproduce_report_names_runs_and_links_existing_files(tmp_path):
     for link in links:
         assert (tmp_path / "report" / link).resolve().is_file(), link
     assert all(not Path(link).is_absolute() for link in links)
+
+
+def test_style_transfer_subcommand_dispatches(capsys, tmp_path):
+    out = tmp_path / "s.png"
+    args = ["style-transfer", "--random-vgg", "--size", "16", "--steps", "3", "--out", str(out)]
+    assert cli.main(args) == 0
+    assert out.exists() and "random VGG19 weights" in capsys.readouterr().out
+    bad = ["style-transfer", "--random-vgg", "--size", "0", "--out", str(out)]
+    assert cli.main(bad) == 2
+    assert "size" in capsys.readouterr().err
+
+
+def test_run_kmeans_circles_through_the_cli(capsys, tmp_path):
+    assert cli.main(["run", "kmeans-circles", "--workdir", str(tmp_path), "--seed", "1"]) == 0
+    assert json.loads((tmp_path / "config.json").read_text())["seed"] == 1
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["kmeans"]["inertia"] > 0 and (tmp_path / "kmeans_circles.png").exists()
+    assert "results:" in capsys.readouterr().out
