@@ -223,19 +223,21 @@ max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 def torch_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-               padding: int = 0, *, name: str | None = None) -> Conv:  # fmt: skip
+               padding: int = 0, *, use_bias: bool = True,
+               name: str | None = None) -> Conv:  # fmt: skip
     """`Conv` computing `torch.nn.Conv2d(in, out, k, stride, padding)`, torch's init
     (as `layers.conv`)."""
     bound = 1.0 / math.sqrt(in_channels * kernel_size**2)
     k, s, p = kernel_size, stride, padding
     return Conv(
-        out_channels, (k, k), (s, s), ((p, p), (p, p)), kernel_init=layers.uniform(bound),
-        bias_init=layers.uniform(bound), name=name,
+        out_channels, (k, k), (s, s), ((p, p), (p, p)), use_bias=use_bias,
+        kernel_init=layers.uniform(bound), bias_init=layers.uniform(bound), name=name,
     )  # fmt: skip
 
 
 def torch_conv_transpose(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                          padding: int = 0, output_padding: int = 0, *,
+                         use_bias: bool = True,
                          name: str | None = None) -> ConvTranspose:  # fmt: skip
     """`ConvTranspose` computing `torch.nn.ConvTranspose2d(in, out, k, stride, padding,
     output_padding)`, torch's init (as `layers.conv_transpose`): the dilated input is padded
@@ -246,6 +248,6 @@ def torch_conv_transpose(in_channels: int, out_channels: int, kernel_size: int, 
         raise ValueError("need 0 <= padding < kernel_size and output_padding < stride")
     pads = ((k - 1 - p, k - 1 - p + output_padding),) * 2
     return ConvTranspose(
-        out_channels, (k, k), (s, s), pads, kernel_init=layers.uniform(bound),
+        out_channels, (k, k), (s, s), pads, use_bias=use_bias, kernel_init=layers.uniform(bound),
         bias_init=layers.uniform(bound), name=name,
     )  # fmt: skip
