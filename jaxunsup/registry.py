@@ -93,7 +93,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             summary="Keras CNN AE, Conv 5×5 + MaxPool → Dense(196) latent → ConvT + k-means",
             config=ae_keras.KerasCNNConfig,
             run=ae_keras.run_cnn,
-            quick={"epochs": 30},  # 300 steps on the post's first 3,000 images
+            quick={"epochs": 20},  # 200 steps on the post's first 3,000 images
         ),
         Experiment(
             name="restore-image",

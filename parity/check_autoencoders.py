@@ -1,6 +1,6 @@
 """Parity of the autoencoder family (posts 000 §3-4 and 004) against `torch_autoencoders`.
 
-Every model gets the DESIGN.md levels from the same torch weights (converted by
+Every model gets the docs/DESIGN.md levels from the same torch weights (converted by
 `parity.convert`): L0 forward, L1 loss and every gradient, L2 every parameter after one Adam
 step, L3 a short run from the same weights and batch order. The denoiser's noise is drawn in
 JAX (`ae_denoising.add_noise` with the step's key) and handed to torch as the noisy input.
@@ -80,7 +80,7 @@ def _levels(name, ref, model, loss_fn, step, batches, *, lr, eps, inputs=None, t
       batches: [S, B, 28, 28, 1]; the first one serves L0-L2.
       inputs: `(x, key) -> model input` (the denoiser's noise); default x itself.
       tol: {"L0": atol, "L1": (atol, rtol), "L3": (atol, rtol)}; L2 is atol 1e-2·lr
-        (DESIGN.md).
+        (docs/DESIGN.md).
     """
     from parity.checks import row
 

@@ -37,7 +37,7 @@ def _worst(rows: list[dict], what: str) -> dict:
 def _t(x) -> torch.Tensor:
     """NumPy/JAX array → torch tensor; NHWC images become NCHW."""
     x = np.asarray(x, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2) if x.ndim == 4 else x))
+    return torch.from_numpy(np.array(x.transpose(0, 3, 1, 2) if x.ndim == 4 else x))  # a copy
 
 
 def _nhwc(t: torch.Tensor) -> np.ndarray:
@@ -218,7 +218,7 @@ def _layer_rows(name, net, model, params, torch_seq, x, idx):
 
 
 def check_dcgan(steps: int = 50, batch_size: int = 8) -> list[dict]:
-    """Post 000 §5.2: L0 every layer's shape and values, L1, L2, L3 (`steps` small batches)."""
+    """Post 000 §5.2: L0 every convolution's output, L1, L2, L3 (`steps` small batches)."""
     name = "dcgan"
     torch.manual_seed(0)
     g_ref, d_ref = torch_gans.DCGenerator(), torch_gans.DCDiscriminator(dropout=0.0)

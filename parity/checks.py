@@ -2,8 +2,8 @@
 
 Each check returns rows {model, level, what, max_abs, max_rel, tol, ok}. `python -m parity`
 prints them as a table on whatever device JAX and torch use; `pytest parity/` asserts them.
-Float32 throughout; matmul precision forced to "highest" and TF32 off, so a GPU run checks
-the port, not TF32 rounding.
+Float32 throughout (style transfer also runs its L3 in float64); matmul precision forced to
+"highest" and TF32 off, so a GPU run checks the port, not TF32 rounding.
 """
 
 from __future__ import annotations

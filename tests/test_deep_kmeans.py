@@ -157,6 +157,52 @@ def test_loss_decreases(key, mnist):
     assert float(m["rec"]) < 0.8 * float(m0["rec"]) and float(m["loss"]) < float(m0["loss"])
 
 
+def test_seed_states_are_the_per_seed_states(key):
+    cfg = deep_kmeans.Config(n_seeds=3, seed=5, code_relu=False)
+    example = jnp.zeros((1, 28, 28, 1))
+    stacked = deep_kmeans.create_seed_states(cfg, example, output_bias=-1.7)
+    assert int(jnp.sum(stacked.step)) == 0
+    for s in range(3):
+        alone = deep_kmeans.create_state(jax.random.key(5 + s), cfg, example, output_bias=-1.7)
+        for a, b in zip(jax.tree.leaves(stacked.params), jax.tree.leaves(alone.params)):
+            np.testing.assert_allclose(a[s], b, rtol=1e-6, atol=1e-7)
+
+
+def test_kmeans_centroids_match_scikit_learn(key, mnist):
+    from sklearn.cluster import KMeans
+
+    images = mnist[0].images[:400]
+    cfg = deep_kmeans.Config(n_seeds=2, code_relu=False)
+    state = deep_kmeans.create_seed_states(cfg, jnp.asarray(images[:1]))
+    centres = deep_kmeans.kmeans_centroids(state, images, cfg)  # [S, K, D]
+    z, _ = deep_kmeans.encode_assign(state, images)  # [N, S, D]
+    assert centres.shape == (2, 10, 10)
+    for s in range(2):
+        d2 = ((z[:, s, None, :] - centres[s][None]) ** 2).sum(-1)  # [N, K]
+        ours = d2.min(1).sum()
+        ref = KMeans(10, n_init=10, random_state=0).fit(z[:, s]).inertia_
+        assert ours <= 1.01 * ref  # as good a k-means optimum as scikit-learn's
+        assert len(np.unique(d2.argmin(1))) == 10
+
+
+def test_quick_preset_beats_kmeans_on_pixels(tmp_path, mnist):
+    """The quick run gives real clusters (it put every digit in one cluster, accuracy 0.11,
+    after 14 pretraining steps), better than scikit-learn's k-means on the raw pixels."""
+    from sklearn.cluster import KMeans
+
+    cfg = deep_kmeans.Config(**deep_kmeans.QUICK)
+    results = deep_kmeans.run(cfg, tmp_path, data=mnist)
+    train, _ = deep_kmeans.split_for_protocol(*mnist, cfg)
+    pixels = KMeans(10, n_init=10, random_state=0).fit(train.images.reshape(len(train.images), -1))
+    baseline = metrics.cluster_acc(train.labels, pixels.labels_)  # 0.60
+    state, _ = deep_kmeans.restore(tmp_path)
+    _, clusters = deep_kmeans.encode_assign(state, train.images)
+    assert len(np.unique(clusters[:, 0])) == 10
+    acc = metrics.cluster_acc(train.labels, clusters[:, 0])
+    assert acc == pytest.approx(results["final"]["acc"][0])
+    assert acc > baseline + 0.03 and results["final"]["nmi"][0] > 0.5  # 0.68, 0.59
+
+
 def test_seed_data_and_protocols(mnist):
     cfg = deep_kmeans.Config(n_seeds=3, protocol="all", n_train=50, n_test=30, batch_size=64)
     train, test = deep_kmeans.split_for_protocol(*mnist, cfg)
