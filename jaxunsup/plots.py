@@ -303,7 +303,11 @@ def tsne_embed(
     tsne = TSNE(
         n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed
     )
-    return tsne.fit_transform(arr[idx]).astype(np.float32), idx
+    import threadpoolctl  # scikit-learn's dependency
+
+    # One OpenMP thread: on a busy small CPU, spinning threads made 300 points take 45 s, not 3.
+    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+        return tsne.fit_transform(arr[idx]).astype(np.float32), idx
 
 
 def save_tsne(

@@ -117,7 +117,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             summary="conv AE + learnable centroids, hard argmin, α ramp T1=50 T2=200 λ=1e-3",
             config=deep_kmeans.Config,
             run=deep_kmeans.run,
-            quick=deep_kmeans.QUICK,  # 1,500 embedded digits, pretrain + k-means++, 3 epochs
+            quick=deep_kmeans.QUICK,  # 1,000 digits: 20 pretrain epochs, k-means++, 2 joint
         ),
         Experiment(
             name="style-transfer",
