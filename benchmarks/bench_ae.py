@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from common import throughput_rows
 
 from jaxunsup import autoencoder, data, training
 from parity import torch_models
@@ -63,16 +64,4 @@ def bench_ae_stacked(quick: bool = False) -> list[dict]:
         "torch DataLoader loop (the post's)": _torch_dataloader(images, epochs, batch_size),
         "torch pre-sliced tensors": _torch_sliced(images, epochs, batch_size),
     }
-    ours = times["jaxunsup fit (scanned epochs)"]
-    return [
-        {
-            "bench": "ae-stacked",
-            "impl": impl,
-            "images": n,
-            "batch_size": batch_size,
-            "seconds": round(t, 4),
-            "images_per_s": round(n / t, 1),
-            "speedup_of_jaxunsup": round(t / ours, 2),
-        }
-        for impl, t in times.items()
-    ]
+    return throughput_rows("ae-stacked", times, n, batch_size)

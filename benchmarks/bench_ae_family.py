@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from common import throughput_rows
 
 from jaxunsup import ae_conv, ae_keras, data, training
 from parity import torch_autoencoders as ta
@@ -49,22 +50,6 @@ def _torch_epochs(model, images: np.ndarray, epochs: int, batch_size: int, lr: f
     return time.perf_counter() - start
 
 
-def _rows(bench: str, times: dict, n: int, batch_size: int) -> list[dict]:
-    ours = next(iter(times.values()))
-    return [
-        {
-            "bench": bench,
-            "impl": impl,
-            "images": n,
-            "batch_size": batch_size,
-            "seconds": round(t, 4),
-            "images_per_s": round(n / t, 1),
-            "speedup_of_jaxunsup": round(t / ours, 2),
-        }
-        for impl, t in times.items()
-    ]
-
-
 def bench_ae_conv(quick: bool = False) -> list[dict]:
     """Post 000 §4 on the embedded 4,000 digits, batch 50, Adam 1e-3."""
     torch.set_num_threads(2)
@@ -84,7 +69,7 @@ def bench_ae_conv(quick: bool = False) -> list[dict]:
             ta.ConvAutoencoder(), images, epochs, 50, cfg.lr, 1e-8, loader=False
         ),
     }
-    return _rows("ae-conv", times, epochs * (len(images) // 50) * 50, 50)
+    return throughput_rows("ae-conv", times, epochs * (len(images) // 50) * 50, 50)
 
 
 def bench_ae_keras_cnn(quick: bool = False) -> list[dict]:
@@ -107,4 +92,4 @@ def bench_ae_keras_cnn(quick: bool = False) -> list[dict]:
             ta.KerasCNNAutoencoder(), images, epochs, 300, cfg.lr, eps, loader=False
         ),
     }
-    return _rows("ae-keras-cnn", times, epochs * 3000, 300)
+    return throughput_rows("ae-keras-cnn", times, epochs * 3000, 300)

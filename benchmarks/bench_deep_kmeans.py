@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from common import throughput_rows
 
 from jaxunsup import data, deep_kmeans, training
 from parity import torch_deep_kmeans as ref
@@ -71,16 +72,4 @@ def bench_deep_kmeans(quick: bool = False) -> list[dict]:
         ),
         "torch, vectorised assignment": _torch(images, epochs, batch_size, ref.VectorizedKmeans),
     }
-    ours = times["jaxunsup fit (scanned epochs)"]
-    return [
-        {
-            "bench": "deep-kmeans",
-            "impl": impl,
-            "images": n,
-            "batch_size": batch_size,
-            "seconds": round(t, 4),
-            "images_per_s": round(n / t, 1),
-            "speedup_of_jaxunsup": round(t / ours, 2),
-        }
-        for impl, t in times.items()
-    ]
+    return throughput_rows("deep-kmeans", times, n, batch_size)

@@ -14,6 +14,7 @@ import time
 import jax
 import numpy as np
 import torch
+from common import throughput_rows
 
 from jaxunsup import data, dcgan, gan, gan_simple, training
 from parity import torch_gans
@@ -54,16 +55,6 @@ def _torch_post000(make_nets, images, epochs, batch_size, loader: bool) -> float
     return time.perf_counter() - start
 
 
-def _rows(bench, times, n, batch_size) -> list[dict]:
-    ours = times[JAX_NAME]
-    return [
-        {"bench": bench, "impl": impl, "images": n, "batch_size": batch_size,
-         "seconds": round(t, 3), "images_per_s": round(n / t, 1),
-         "speedup_of_jaxunsup": round(t / ours, 2)}
-        for impl, t in times.items()
-    ]  # fmt: skip
-
-
 def _post000_bench(bench, module, cfg, make_nets, n_images, epochs, batch_size=100):
     torch.set_num_threads(2)
     images = data.load_mnist("train", source="embedded").images[:n_images] * 2 - 1
@@ -77,7 +68,9 @@ def _post000_bench(bench, module, cfg, make_nets, n_images, epochs, batch_size=1
             make_nets, images, epochs, batch_size, loader=False
         ),
     }
-    return _rows(bench, times, epochs * (len(images) // batch_size) * batch_size, batch_size)
+    return throughput_rows(
+        bench, times, epochs * (len(images) // batch_size) * batch_size, batch_size
+    )
 
 
 def bench_gan_mlp(quick: bool = False) -> list[dict]:
@@ -125,5 +118,5 @@ def bench_gan_simple(quick: bool = False) -> list[dict]:
             JAX_NAME: _ours(state, gan_simple.train_step_for(v), images, 1, 1),
             "torch per-image loop (the post's)": _torch_post001(v, images, v.loss),
         }
-        rows += _rows(f"gan-mnist-simple/{name}", times, len(images), 1)
+        rows += throughput_rows(f"gan-mnist-simple/{name}", times, len(images), 1)
     return rows

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Literal
 
 import flax.linen as nn
 import jax
@@ -40,24 +39,11 @@ from jaxunsup.gan import generate, interpolate, sample, seed_arithmetic  # noqa:
 
 
 @dataclasses.dataclass(frozen=True)
-class DCGANConfig:
-    """Post 000 §5.2's DCGAN with §5.1's training settings (the post's defaults)."""
+class DCGANConfig(gan.GANConfig):
+    """Post 000 §5.2's DCGAN with §5.1's training settings (the post's defaults); only the
+    discriminator's dropout differs from `gan.GANConfig`."""
 
-    latent_dim: int = 128
     dropout: float = 0.5
-    lr: float = 2e-4
-    batch_size: int = 100
-    epochs: int = 151
-    seed: int = 0
-    dataset: Literal["auto", "fashion_mnist", "mnist"] = "auto"  # auto: FashionMNIST if local
-    source: str = "auto"
-    data_dir: str | None = None
-    n_train: int | None = None  # None: every training image
-    checkpoint_every: int = 10
-    eval_samples: int = 10_000
-    epoch_eval_samples: int = 1_000
-    classifier_epochs: int = 3
-    classifier_dir: str | None = None
 
 
 # `reproduce --quick`: 2 epochs of 1,000 images at batch 50 (40 steps): a smoke run of the

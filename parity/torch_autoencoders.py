@@ -21,7 +21,9 @@ class Flatten(nn.Module):
     """Post 000 §4: (B, C, H, W) → (B, C·H·W)."""
 
     def forward(self, x):
-        return x.view(x.shape[0], -1)
+        # The post's `x.view`: recent CPU torch may return a channels-last conv output for a
+        # 1-channel input (which `view` rejects); `reshape` gives the same NCHW-order values.
+        return x.reshape(x.shape[0], -1)
 
 
 class Deflatten(nn.Module):

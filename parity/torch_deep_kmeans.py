@@ -1,11 +1,10 @@
 """Post 000 §7's Deep K-Means in PyTorch, restated as the post wrote it (parity reference).
 
-`Flatten`, `Deflatten`, `Kmeans` (per-sample Python argmin loop), `Encoder` and `Decoder` are
-the post's classes; `Kmeans` takes its initial centroids as an argument (the post draws
-`torch.rand`) so that both implementations can start from the same values, `device` is CPU,
-and `Flatten` uses `reshape` (see there). `VectorizedKmeans` is the same module with one
-batched argmin (the benchmark's faster torch baseline). `train_steps` is the body of the
-post's training loop.
+`Kmeans` (per-sample Python argmin loop), `Encoder` and `Decoder` are the post's classes (with
+§4's `Flatten` and `Deflatten` from `torch_autoencoders`); `Kmeans` takes its initial centroids
+as an argument (the post draws `torch.rand`) so that both implementations can start from the
+same values, and `device` is CPU. `VectorizedKmeans` is the same module with one batched argmin
+(the benchmark's faster torch baseline). `train_steps` is the body of the post's training loop.
 """
 
 from __future__ import annotations
@@ -13,24 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-class Flatten(nn.Module):
-    def forward(self, x):
-        batch_size = x.shape[0]
-        # The post's `x.view`: recent CPU torch may return a channels-last conv output for a
-        # 1-channel input (which `view` rejects); `reshape` gives the same NCHW-order values.
-        return x.reshape(batch_size, -1)
-
-
-class Deflatten(nn.Module):
-    def __init__(self, k):
-        super().__init__()
-        self.k = k
-
-    def forward(self, x):
-        s = x.size()
-        feature_size = int((s[1] // self.k) ** 0.5)
-        return x.view(s[0], self.k, feature_size, feature_size)
+from parity.torch_autoencoders import Deflatten, Flatten  # post 000 §4's, shared by §7
 
 
 class Kmeans(nn.Module):
