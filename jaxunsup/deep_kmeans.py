@@ -19,6 +19,18 @@ Options (each measured against the post's recipe in the README):
   inverse temperature β_{n+1} = 2^{1/ln(n+1)²}·β_n from β_1 = 0.1, one value per
   `beta_epochs` epochs for `beta_values` values (Fard's α; called β here so that α stays the
   post's weight). As β → ∞ it is the hard loss.
+- `assignment="dec"`: DEC's self-training (Xie et al. 2016, arXiv:1511.06335): Student-t soft
+  assignments q_ik ∝ (1 + ‖z_i − μ_k‖²)⁻¹, the sharpened target p_ik ∝ q_ik²/Σ_i q_ik (over
+  the batch, held fixed), clustering term KL(P ‖ Q); with `rec_weight=1` this is IDEC (Guo et
+  al. 2017), with `rec_weight=0` plain DEC. Clusters are still the nearest centroids.
+- `augment=True` (DEC-DA, Guo et al. 2018): every training batch, in pretraining and in the
+  joint phase, is randomly rotated (±10°) and shifted (±10% of the side); the model
+  reconstructs the augmented images, and DEC's target comes from the clean ones.
+- `init="pretrain-tsne"`: as `pretrain-kmeans`, but the centroids are the mean latents of
+  the clusters k-means++ finds on a 2-d t-SNE map of the latents (the manifold step of N2D,
+  McConville et al. 2020). On the embedded digits k-means in the latent space merges 4/9
+  and 3/5/8 into shared clusters that DEC never separates (0.77 after 60 DEC epochs); the
+  t-SNE clusters (0.85) start DEC where it reaches 0.96.
 - `code_relu=False`: a linear 10-d code (DEC, IDEC and Fard et al. all use one). With the
   post's ReLU, units whose pre-activation is negative for every image at init stay dead: on
   the embedded digits 3-7 of the 10 code units are dead from step 0 for seeds 0-5.
@@ -58,12 +70,13 @@ import numpy as np
 import optax
 import threadpoolctl
 
-from jaxunsup import ae_conv, autoencoder, latent_clustering, metrics, training
+from jaxunsup import ae_conv, autoencoder, latent_clustering, metrics, plots, training
+from jaxunsup import augment as augment_lib
 from jaxunsup import data as data_lib
 from jaxunsup.files import prepare_workdir, write_json
 
-ASSIGNMENTS = ("hard", "soft")
-INITS = ("uniform", "pretrain-kmeans")
+ASSIGNMENTS = ("hard", "soft", "dec")
+INITS = ("uniform", "pretrain-kmeans", "pretrain-tsne")
 OUTPUT_BIASES = ("torch", "mean")
 PROTOCOLS = ("post", "all")
 SEED_TEST_ACC = 0.80  # post 000 §7, final test accuracy
@@ -93,8 +106,10 @@ class Config:
     t1: int = 50
     t2: int = 200
     lam: float = 1e-3  # the final clustering weight α
-    assignment: str = "hard"  # "hard" (the post) | "soft" (Fard et al. 2018)
-    init: str = "uniform"  # "uniform" (the post's U[0,1)) | "pretrain-kmeans"
+    assignment: str = "hard"  # "hard" (the post) | "soft" (Fard et al. 2018) | "dec" (DEC)
+    init: str = "uniform"  # "uniform" (the post's U[0,1)) | "pretrain-kmeans" | "pretrain-tsne"
+    augment: bool = False  # random rotation ±10° and shift ±10% of every training batch
+    rec_weight: float = 1.0  # weight of the reconstruction MSE in the joint loss
     code_relu: bool = True  # the post's ReLU on the 10-d code; False: a linear code
     output_bias: str = "torch"  # "torch" init | "mean": logit of the mean training pixel
     pretrain_epochs: int = 50
@@ -195,23 +210,62 @@ def soft_clustering_loss(z, centroids, beta):
     return jnp.mean(jnp.sum(weights * d2, axis=1)) / z.shape[1], jnp.argmax(weights, axis=1)
 
 
-def loss_fn(params, apply_fn, batch, key, *, alpha, assignment="hard", beta=1.0):
-    """MSE(reconstruction) + α·clustering loss; `alpha` and `beta` may be traced scalars."""
-    del key  # deterministic model
-    z, recon = apply_fn(params, batch)
-    rec = jnp.mean((recon - batch) ** 2)
+def student_t(z, centroids):
+    """DEC's soft assignment q_ik ∝ (1 + ‖z_i − μ_k‖²)⁻¹ (Student's t, one degree of freedom),
+    returned as log q [B, K], computed without dividing by small numbers."""
+    logits = -jnp.log1p(sq_distances(z, centroids))
+    return logits - jax.nn.logsumexp(logits, axis=1, keepdims=True)
+
+
+def dec_target(q):
+    """DEC's sharpened target p_ik ∝ q_ik² / f_k with f_k = Σ_i q_ik (over the batch): [B, K]."""
+    p = q * q / jnp.sum(q, axis=0, keepdims=True)
+    return p / jnp.sum(p, axis=1, keepdims=True)
+
+
+def dec_clustering_loss(z, centroids, z_target):
+    """KL(P ‖ Q) averaged over the batch (Xie et al. 2016): Q from the latents `z`, the fixed
+    target P from the stop-gradient latents `z_target` (the clean images when `z` comes from
+    augmented ones, as in DEC-DA)."""
+    log_q = student_t(z, centroids)
+    q_target = jnp.exp(student_t(jax.lax.stop_gradient(z_target), jax.lax.stop_gradient(centroids)))
+    p = dec_target(q_target)
+    kl = jnp.sum(p * (jnp.log(jnp.maximum(p, 1e-30)) - log_q), axis=1)
+    return jnp.mean(kl), jnp.argmax(log_q, axis=1)
+
+
+def _inputs(batch, key, augment: bool):
+    return augment_lib.random_affine(batch, key) if augment else batch
+
+
+def loss_fn(
+    params, apply_fn, batch, key, *, alpha, assignment="hard", beta=1.0, augment=False,
+    rec_weight=1.0,
+):  # fmt: skip
+    """rec_weight·MSE(reconstruction) + α·clustering loss; `alpha`, `beta` may be traced.
+
+    With `augment`, the model sees (and reconstructs) a randomly rotated and shifted batch;
+    DEC's target then comes from the clean batch.
+    """
+    x = _inputs(batch, key, augment)
+    z, recon = apply_fn(params, x)
+    rec = jnp.mean((recon - x) ** 2)
     centroids = params["params"]["centroids"]
     if assignment == "hard":
         clu, _ = hard_clustering_loss(z, centroids)
-    else:
+    elif assignment == "soft":
         clu, _ = soft_clustering_loss(z, centroids, beta)
-    return rec + alpha * clu, {"rec": rec, "clu": clu, "alpha": alpha, "beta": beta}
+    else:
+        z_clean = apply_fn(params, batch, method="encode") if augment else z
+        clu, _ = dec_clustering_loss(z, centroids, z_clean)
+    loss = rec_weight * rec + alpha * clu
+    return loss, {"rec": rec, "clu": clu, "alpha": alpha, "beta": beta}
 
 
-def reconstruction_loss_fn(params, apply_fn, batch, key):
+def reconstruction_loss_fn(params, apply_fn, batch, key, *, augment=False):
     """The pretraining loss: MSE(reconstruction) only (centroid gradients are zero)."""
-    del key
-    return jnp.mean((apply_fn(params, batch)[1] - batch) ** 2), {}
+    x = _inputs(batch, key, augment)
+    return jnp.mean((apply_fn(params, x)[1] - x) ** 2), {}
 
 
 # ----------------------------------------------------------------------------- steps
@@ -224,7 +278,10 @@ def train_step(state, batch, key, *, cfg: Config, steps_per_epoch: int):
     epoch = state.step // steps_per_epoch
     alpha = alpha_schedule(cfg.lam, cfg.t1, cfg.t2)(epoch)
     beta = beta_schedule(cfg.beta0, cfg.beta_epochs, cfg.beta_values)(epoch)
-    loss = functools.partial(loss_fn, alpha=alpha, assignment=cfg.assignment, beta=beta)
+    loss = functools.partial(
+        loss_fn, alpha=alpha, assignment=cfg.assignment, beta=beta, augment=cfg.augment,
+        rec_weight=cfg.rec_weight,
+    )  # fmt: skip
     (value, aux), grads = jax.value_and_grad(loss, has_aux=True)(
         state.params, state.apply_fn, batch, key
     )
@@ -232,6 +289,9 @@ def train_step(state, batch, key, *, cfg: Config, steps_per_epoch: int):
 
 
 pretrain_step = functools.partial(training.gradient_step, loss_fn=reconstruction_loss_fn)
+augmented_pretrain_step = functools.partial(
+    training.gradient_step, loss_fn=functools.partial(reconstruction_loss_fn, augment=True)
+)
 
 
 @functools.partial(jax.jit, static_argnames="step", donate_argnums=0)
@@ -335,6 +395,31 @@ def kmeans_centroids(state, images: np.ndarray, cfg: Config) -> np.ndarray:
     ])  # fmt: skip
 
 
+def tsne_centroids(state, images: np.ndarray, cfg: Config) -> np.ndarray:
+    """Centroids from the latents' manifold, per seed: a 2-d t-SNE of the latents of `images`,
+    k-means++ (10 restarts) on the embedding, centroid k = the mean latent of embedding cluster
+    k (an empty cluster, which k-means' relocation makes unlikely, takes a random latent):
+    [S, K, D]. k-means in the 10-d latent space merges digits the t-SNE map keeps apart."""
+    z, _ = encode_assign(state, images)  # [N, S, D]
+    return np.stack([
+        manifold_centroids(z[:, s], cfg.n_clusters, seed=cfg.seed + s) for s in range(z.shape[1])
+    ])  # fmt: skip
+
+
+def manifold_centroids(z: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
+    """Mean latent [K, D] of each of the `n_clusters` k-means++ clusters (10 restarts) of a 2-d
+    t-SNE map of the latents `z` [N, D]."""
+    from jaxunsup.kmeans import KMeans
+
+    emb, _ = plots.tsne_embed(z, seed=seed, max_points=len(z))
+    labels = KMeans(n_clusters, n_init=10, random_state=seed).fit(emb).labels_
+    rng = np.random.default_rng(seed)
+    return np.asarray([
+        z[labels == k].mean(0) if np.any(labels == k) else z[rng.integers(len(z))]
+        for k in range(n_clusters)
+    ], np.float32)  # fmt: skip
+
+
 def restore(workdir: str | os.PathLike, cfg: Config | None = None):
     """The trained models in `workdir` (latest joint-phase checkpoint); returns (state, cfg)."""
     cfg = cfg if cfg is not None else autoencoder.load_config(Config, workdir)
@@ -348,6 +433,9 @@ def restore(workdir: str | os.PathLike, cfg: Config | None = None):
 def _validate(cfg: Config) -> None:
     for name in ("lr", "beta0"):
         training.check_positive(name, getattr(cfg, name))
+    if not (isinstance(cfg.rec_weight, int | float) and math.isfinite(cfg.rec_weight)
+            and cfg.rec_weight >= 0):  # fmt: skip
+        raise ValueError(f"rec_weight must be a finite number >= 0, got {cfg.rec_weight!r}")
     for name in ("batch_size", "epochs", "channels", "latent", "n_clusters", "pretrain_epochs",
                  "beta_epochs", "beta_values", "n_seeds", "eval_every", "checkpoint_every",
                  "tsne_points"):  # fmt: skip
@@ -464,10 +552,12 @@ def run(cfg: Config, workdir: str | os.PathLike, data=None) -> dict:
     bias = mean_logit(train.images) if cfg.output_bias == "mean" else None
     state = create_seed_states(cfg, jnp.asarray(train.images[:1]), bias)
     key_pre, key_fit = jax.random.split(jax.random.key(cfg.seed))
-    if cfg.init == "pretrain-kmeans":
-        state, _ = _fit(state, pretrain_step, images, cfg, workdir / "pretrain", key_pre,
+    if cfg.init != "uniform":
+        step = augmented_pretrain_step if cfg.augment else pretrain_step
+        state, _ = _fit(state, step, images, cfg, workdir / "pretrain", key_pre,
                         cfg.pretrain_epochs)  # fmt: skip
-        state = with_centroids(state, kmeans_centroids(state, train.images, cfg))
+        init = kmeans_centroids if cfg.init == "pretrain-kmeans" else tsne_centroids
+        state = with_centroids(state, init(state, train.images, cfg))
     initial = scores(test.labels, encode_assign(state, test.images)[1])
 
     def eval_fn(state):

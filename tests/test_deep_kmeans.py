@@ -114,6 +114,89 @@ def test_soft_loss_limits(key):
     np.testing.assert_allclose(flat, d2.mean() / 4, rtol=1e-5)
 
 
+def _dec_numpy(z, c, z_target):
+    """DEC (Xie et al. 2016, eqs. 1-3) in float64 NumPy: q, p and KL(P||Q) averaged over rows."""
+
+    def q_of(z):
+        k = 1.0 / (1.0 + ((z[:, None, :] - c[None]) ** 2).sum(-1))
+        return k / k.sum(1, keepdims=True)
+
+    q, qt = q_of(z), q_of(z_target)
+    p = qt**2 / qt.sum(0)
+    p /= p.sum(1, keepdims=True)
+    return q, p, (p * np.log(p / q)).sum(1).mean()
+
+
+def test_dec_assignment_target_and_kl_match_the_paper(key):
+    kz, kc, kt = jax.random.split(key, 3)
+    z = np.asarray(jax.random.normal(kz, (9, 4)), np.float64)
+    c = np.asarray(jax.random.normal(kc, (3, 4)), np.float64) * 2.0
+    zt = z + 0.3 * np.asarray(jax.random.normal(kt, (9, 4)))
+    q, p, kl = _dec_numpy(z, c, zt)
+    f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    np.testing.assert_allclose(np.exp(deep_kmeans.student_t(f32(z), f32(c))), q, rtol=1e-5)
+    np.testing.assert_allclose(deep_kmeans.dec_target(f32(_dec_numpy(zt, c, zt)[0])), p, rtol=1e-5)
+    loss, idx = deep_kmeans.dec_clustering_loss(f32(z), f32(c), f32(zt))
+    np.testing.assert_allclose(loss, kl, rtol=1e-4)
+    np.testing.assert_array_equal(idx, deep_kmeans.assign(f32(z), f32(c)))  # argmax q = nearest
+
+
+def test_dec_gradients_are_the_papers(key):
+    """Xie et al. eq. 4-5 with P held fixed, per row divided by B (the loss is a batch mean):
+    dL/dz_i = 2 Σ_j (1+‖z_i−μ_j‖²)⁻¹ (p_ij − q_ij)(z_i − μ_j), dL/dμ_j = −2 Σ_i (same)."""
+    kz, kc = jax.random.split(key)
+    z = np.asarray(jax.random.normal(kz, (7, 3)), np.float64)
+    c = np.asarray(jax.random.normal(kc, (4, 3)), np.float64)
+    q, p, _ = _dec_numpy(z, c, z)
+    diff = z[:, None, :] - c[None]  # [B, K, D]
+    w = ((p - q) / (1.0 + (diff**2).sum(-1)))[..., None]  # [B, K, 1]
+    grad_z_ref = 2 * (w * diff).sum(1) / len(z)
+    grad_c_ref = -2 * (w * diff).sum(0) / len(z)
+    zj, cj = jnp.asarray(z, jnp.float32), jnp.asarray(c, jnp.float32)
+    # the target comes from z itself, through a stop-gradient: P is a constant
+    gz, gc = jax.grad(lambda z, c: deep_kmeans.dec_clustering_loss(z, c, z)[0], (0, 1))(zj, cj)
+    np.testing.assert_allclose(gz, grad_z_ref, atol=1e-6)
+    np.testing.assert_allclose(gc, grad_c_ref, atol=1e-6)
+
+
+def test_dec_loss_weights_and_clean_target(key, mnist):
+    state = _state(key, code_relu=False)
+    batch = jnp.asarray(mnist[0].images[:16])
+    params, apply = state.params, state.apply_fn
+    z, recon = apply(params, batch)
+    rec = float(jnp.mean((recon - batch) ** 2))
+    kl, _ = deep_kmeans.dec_clustering_loss(z, params["params"]["centroids"], z)
+    loss, aux = deep_kmeans.loss_fn(params, apply, batch, key, alpha=0.5, assignment="dec",
+                                    rec_weight=0.25)  # fmt: skip
+    np.testing.assert_allclose(loss, 0.25 * rec + 0.5 * float(kl), rtol=1e-5)
+    # augmented: the model sees a warped batch; DEC's target comes from the clean one
+    loss_aug, aux_aug = deep_kmeans.loss_fn(params, apply, batch, key, alpha=1.0,
+                                            assignment="dec", augment=True)  # fmt: skip
+    warped = deep_kmeans.augment_lib.random_affine(batch, key)
+    zw, recon_w = apply(params, warped)
+    z_clean = apply(params, batch, method="encode")
+    kl_aug, _ = deep_kmeans.dec_clustering_loss(zw, params["params"]["centroids"], z_clean)
+    np.testing.assert_allclose(aux_aug["rec"], jnp.mean((recon_w - warped) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(aux_aug["clu"], kl_aug, rtol=1e-5)
+    assert not np.allclose(aux_aug["rec"], aux["rec"])
+
+
+def test_manifold_centroids_recover_separated_groups():
+    """Ten groups on curved 10-d shells (the t-SNE map separates them): each centroid is the
+    mean of one whole group."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(10, 10)) * 8
+    t = rng.uniform(0, 2 * np.pi, size=(600, 1))
+    arc = np.concatenate([np.cos(t), np.sin(t), np.zeros((600, 8))], 1)  # a ring per group
+    y = np.repeat(np.arange(10), 60)
+    z = (centres[y] + arc + 0.05 * rng.normal(size=(600, 10))).astype(np.float32)
+    got = deep_kmeans.manifold_centroids(z, 10, seed=0)
+    means = np.stack([z[y == k].mean(0) for k in range(10)])
+    order = [int(np.argmin(((means - g) ** 2).sum(1))) for g in got]
+    assert sorted(order) == list(range(10))
+    np.testing.assert_allclose(got, means[order], atol=1e-5)
+
+
 def test_cluster_acc_of_a_permuted_labelling_is_one():
     y = np.array([0, 0, 1, 1, 2, 2, 3, 3, 3])
     perm = np.array([2, 3, 0, 1])
@@ -223,6 +306,8 @@ def test_seed_data_and_protocols(mnist):
         ({"batch_size": 0}, "batch_size"),
         ({"t1": 200, "t2": 50}, "t1 < t2"),
         ({"assignment": "fuzzy"}, "assignment"),
+        ({"init": "tsne"}, "init"),
+        ({"rec_weight": -1.0}, "rec_weight"),
         ({"lam": float("nan")}, "lam"),
         ({"n_train": 20}, "batch_size=128"),
     ],
@@ -241,6 +326,22 @@ def test_bad_images_are_a_clear_error(tmp_path, mnist):
     rgb = train._replace(images=np.zeros((200, 28, 28, 3), np.float32), labels=train.labels[:200])
     with pytest.raises(ValueError, match="shape"):
         deep_kmeans.run(deep_kmeans.Config(), tmp_path, data=(rgb, test))
+
+
+def test_cli_dec_recipe_end_to_end(tmp_path, capsys):
+    """The best recipe's options (augmented pretraining, t-SNE centroids, DEC) run together."""
+    args = ["run", "deep-kmeans", "--workdir", str(tmp_path), "--source", "embedded",
+            "--protocol", "all", "--n-train", "96", "--n-test", "32", "--batch-size", "32",
+            "--init", "pretrain-tsne", "--augment", "--assignment", "dec", "--rec-weight", "0",
+            "--lam", "1", "--t1", "0", "--t2", "1", "--pretrain-epochs", "1", "--epochs", "2",
+            "--no-code-relu", "--output-bias", "mean", "--eval-every", "1",
+            "--tsne-points", "30"]  # fmt: skip
+    assert cli.main(args) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert (tmp_path / "pretrain" / "checkpoints").exists()
+    assert results["curves"]["epoch"] == [0, 1, 2] and 0 < results["final"]["acc"][0] <= 1
+    history = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["alpha"] == 1.0 for r in history)
 
 
 def test_cli_end_to_end(tmp_path, capsys):
