@@ -15,12 +15,13 @@ Deviations:
   list in place; ours takes a tuple and never mutates it.
 - The cross-entropy is computed from the decoder's logits (`softplus(l) − x·l`), not as
   `BCELoss(sigmoid(l))`: equal away from saturation, finite where torch's would clamp log(0).
-- `matmul_convs=True` (default) computes every convolution as one matmul plus slices or
-  shifted adds (`conv_matmul`, `conv_transpose_matmul`) with exactly the parameters (names,
-  shapes, torch init) of `layers.conv` / `layers.conv_transpose`; `False` uses those `layers`
-  modules, the same function (tested). On XLA-CPU the matmul form trains ~10× faster: the
-  backward of a transposed (lhs-dilated) convolution, a Cout=1 convolution, and — inside
-  `fit`'s `lax.scan` only — the kernel gradient of a strided convolution are slow paths.
+- `matmul_convs=True` (default) builds the convolutions from `patch_conv.torch_conv` /
+  `torch_conv_transpose` (one matmul plus slices or shifted adds each) with exactly the
+  parameters (names, shapes, torch init) of `layers.conv` / `layers.conv_transpose`; `False`
+  uses those `layers` modules, the same function (tested). On XLA-CPU the matmul form trains
+  ~10× faster: the backward of a transposed (lhs-dilated) convolution, a Cout=1 convolution,
+  and — inside `fit`'s `lax.scan` only — the kernel gradient of a strided convolution are slow
+  paths.
 - Evaluation adds what the post does not print: the test loss (−ELBO) per epoch with a fixed
   noise key, and an importance-weighted (IWAE, k=100) estimate of the test NLL in nats.
   Figures: loss curves, latent means coloured by label and the decoded 20×20 manifold (z=2),
@@ -44,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxunsup import layers, training
+from jaxunsup import layers, patch_conv, training
 from jaxunsup.files import prepare_workdir, write_json
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -117,91 +118,6 @@ def architecture(input_size: int, channels, kernel_size: int = 3, stride: int = 
     return enc_size, size, "deconv", input_size - size + 1
 
 
-def conv_transpose_matmul(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """torch `conv_transpose2d(x, w, stride=stride)` (padding 0, no bias) as one matmul.
-
-    `kernel` has `layers.conv_transpose`'s layout [kh, kw, O, I] (torch's [I, O, kh, kw]
-    permuted). Every input pixel times every tap is one matmul; tap (p, q) lands on output
-    (s·i + p, s·j + q), so output phase (a, c) = (p mod s, q mod s) is a sum of shifted slabs,
-    and the s×s phases interleave by a reshape. Output [B, (H−1)s + kh, (W−1)s + kw, O].
-    """
-    kh, kw, o, i = kernel.shape
-    b, h, w, _ = x.shape
-    s = stride
-    taps = kernel.transpose(3, 0, 1, 2).reshape(i, kh * kw * o)  # [I, kh·kw·O]
-    y = (x.reshape(b * h * w, i) @ taps).reshape(b, h, w, kh, kw, o)  # [B, H, W, kh, kw, O]
-    th, tw = -(-kh // s), -(-kw // s)  # taps per phase along each axis
-    m, n = h - 1 + th, w - 1 + tw  # rows / columns per phase
-    phases = []
-    for a in range(s):
-        row = []
-        for c in range(s):
-            acc = jnp.zeros((b, m, n, o), x.dtype)
-            for t in range(th):
-                for u in range(tw):
-                    p, q = a + s * t, c + s * u
-                    if p < kh and q < kw:
-                        pad = ((0, 0), (t, m - h - t), (u, n - w - u), (0, 0))
-                        acc = acc + jnp.pad(y[:, :, :, p, q, :], pad)  # [B, M, N, O]
-            row.append(acc)
-        phases.append(jnp.stack(row, axis=3))  # [B, M, N, s, O]
-    out = jnp.stack(phases, axis=2).reshape(b, m * s, n * s, o)  # [B, M·s, N·s, O]
-    return out[:, : (h - 1) * s + kh, : (w - 1) * s + kw]
-
-
-def conv_matmul(x: jax.Array, kernel: jax.Array, stride: int = 1, padding: int = 0):
-    """torch `conv2d(x, w, stride=stride, padding=padding)` (no bias) as one matmul; `kernel`
-    has `layers.conv`'s layout [kh, kw, I, O]. Strided or many-output convolutions gather input
-    patches (im2col, [B, Ho, Wo, kh·kw·I]); a stride-1 convolution with few outputs (the
-    decoder's last layer) multiplies every pixel by every tap and adds shifted slabs instead,
-    the smaller intermediate. XLA-CPU computes the kernel gradient of a strided convolution
-    ~20× slower inside `lax.scan` (the training loop) than in a plain jit; matmuls are fast
-    in both. Output [B, Ho, Wo, O] with Ho = (H + 2p − kh) // s + 1."""
-    kh, kw, i, o = kernel.shape
-    x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    b, h, w, _ = x.shape
-    ho, wo = (h - kh) // stride + 1, (w - kw) // stride + 1
-    if stride == 1 and o * h * w < i * ho * wo:
-        taps = kernel.transpose(2, 0, 1, 3).reshape(i, kh * kw * o)  # [I, kh·kw·O]
-        y = (x.reshape(b * h * w, i) @ taps).reshape(b, h, w, kh, kw, o)  # [B, H, W, kh, kw, O]
-        out = jnp.zeros((b, ho, wo, o), x.dtype)
-        for p in range(kh):
-            for q in range(kw):
-                out = out + y[:, p : p + ho, q : q + wo, p, q, :]
-        return out
-    hi, wi = stride * (ho - 1) + 1, stride * (wo - 1) + 1  # extent of one tap's samples
-    cols = [x[:, p : p + hi : stride, q : q + wi : stride] for p in range(kh) for q in range(kw)]
-    patches = jnp.concatenate(cols, axis=-1).reshape(b * ho * wo, kh * kw * i)  # [B·Ho·Wo, ·]
-    return (patches @ kernel.reshape(kh * kw * i, o)).reshape(b, ho, wo, o)  # [B, Ho, Wo, O]
-
-
-class MatmulConv(nn.Module):
-    """torch `Conv2d(in, out, k, stride, padding)` / `ConvTranspose2d(in, out, k, stride)`
-    (padding 0): the parameters of `layers.conv` / `layers.conv_transpose` (same names,
-    shapes and torch init), computed by `conv_matmul` / `conv_transpose_matmul`."""
-
-    in_channels: int
-    out_channels: int
-    kernel_size: int
-    stride: int = 1
-    padding: int = 0
-    transpose: bool = False
-
-    @nn.compact
-    def __call__(self, x):
-        k, cin, cout = self.kernel_size, self.in_channels, self.out_channels
-        fan_in = cout * k * k if self.transpose else cin * k * k  # torch's fan-in
-        init = layers.uniform(1.0 / math.sqrt(fan_in))
-        shape = (k, k, cout, cin) if self.transpose else (k, k, cin, cout)
-        kernel = self.param("kernel", init, shape)
-        bias = self.param("bias", init, (cout,))
-        if not self.transpose:
-            return conv_matmul(x, kernel, self.stride, self.padding) + bias.reshape(1, 1, 1, -1)
-        if self.padding:
-            raise ValueError("MatmulConv(transpose=True) supports padding 0 only")
-        return conv_transpose_matmul(x, kernel, self.stride) + bias.reshape(1, 1, 1, -1)
-
-
 class ConvVAE(nn.Module):
     """The post's flexible ConvVAE. Layer names are the torch paths `seq_enc.N` / `seq_dec.N`
     with '.' → '_'; tensors are NHWC, flattened in torch's NCHW order before the Linear layers
@@ -218,7 +134,10 @@ class ConvVAE(nn.Module):
         ch, k, s = tuple(self.channels), self.kernel_size, self.stride
         enc_size, _, final, final_k = architecture(self.input_size, ch, k, s)
         n = len(ch) - 1
-        conv = MatmulConv if self.matmul_convs else layers.conv
+        if self.matmul_convs:
+            conv, conv_t = patch_conv.torch_conv, patch_conv.torch_conv_transpose
+        else:
+            conv, conv_t = layers.conv, layers.conv_transpose
         self.enc_convs = [
             conv(ch[i], ch[i + 1], k, s, 1, name=f"seq_enc_{2 * i}") for i in range(n)
         ]
@@ -228,22 +147,11 @@ class ConvVAE(nn.Module):
         rev = ch[::-1]  # a reversed copy: the post reverses the caller's list in place
         self.dec_in = layers.dense(self.latent_dim, enc_size**2 * rev[0], name="seq_dec_0")
         pairs = [(rev[0], rev[0])] + [(rev[i], rev[i + 1]) for i in range(n - 1)]
-        names = [f"seq_dec_{3 + 2 * i}" for i in range(n)]
-        final_name = f"seq_dec_{3 + 2 * n}"
-        if self.matmul_convs:
-            self.dec_convs = [
-                MatmulConv(a, b, k, s, transpose=True, name=nm)
-                for (a, b), nm in zip(pairs, names, strict=True)
-            ]
-            deconv = final == "deconv"
-            self.dec_out = MatmulConv(rev[-2], rev[-1], final_k, transpose=deconv, name=final_name)
-        else:
-            self.dec_convs = [
-                layers.conv_transpose(a, b, k, s, name=nm)
-                for (a, b), nm in zip(pairs, names, strict=True)
-            ]
-            make = layers.conv if final == "conv" else layers.conv_transpose
-            self.dec_out = make(rev[-2], rev[-1], final_k, 1, name=final_name)
+        self.dec_convs = [
+            conv_t(a, b, k, s, name=f"seq_dec_{3 + 2 * i}") for i, (a, b) in enumerate(pairs)
+        ]
+        final_layer = conv if final == "conv" else conv_t
+        self.dec_out = final_layer(rev[-2], rev[-1], final_k, 1, name=f"seq_dec_{3 + 2 * n}")
         self.enc_size = enc_size
 
     def encode(self, x):

@@ -7,6 +7,8 @@ CHECKS table, so `row` is imported inside the functions (a module-level import i
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +16,7 @@ import optax
 import torch
 import torch.nn.functional as F
 
-from jaxunsup import data, training, vae
+from jaxunsup import data, patch_conv, training, vae
 from parity import torch_vae
 from parity.convert import params_to_torch, torch_to_params
 
@@ -42,23 +44,34 @@ def _eps(key, step, batch, latent):
 
 
 def check_vae_ops() -> list[dict]:
-    """L0 of the matmul convolutions against torch's conv2d / conv_transpose2d."""
+    """L0 of `patch_conv`'s convolutions, with torch's padding, against torch's conv2d /
+    conv_transpose2d: the VAE's shapes and a few others, each 3 → 4 and 4 → 3 channels (both
+    of each function's branches)."""
     from parity.checks import row
 
     rows, rng = [], np.random.default_rng(0)
-    for k, s, p, size in [(3, 2, 1, 28), (3, 2, 1, 7), (4, 1, 0, 31), (5, 3, 2, 11)]:
-        x = rng.normal(size=(2, size, size, 3)).astype(np.float32)
-        w = rng.normal(size=(4, 3, k, k)).astype(np.float32)  # torch [O, I, kh, kw]
-        ours = jax.jit(vae.conv_matmul, static_argnums=(2, 3))(x, w.transpose(2, 3, 1, 0), s, p)
+    conv = jax.jit(patch_conv.conv2d, static_argnums=(2, 3))
+    conv_t = jax.jit(patch_conv.conv_transpose2d, static_argnums=(2, 3))
+    channels = [(3, 4), (4, 3)]
+    for (k, s, p, size), (i, o) in itertools.product(
+        [(3, 2, 1, 28), (3, 2, 1, 7), (4, 1, 0, 31), (5, 3, 2, 11)], channels
+    ):
+        x = rng.normal(size=(2, size, size, i)).astype(np.float32)
+        w = rng.normal(size=(o, i, k, k)).astype(np.float32)  # torch [O, I, kh, kw]
+        ours = conv(x, w.transpose(2, 3, 1, 0), (s, s), ((p, p), (p, p)))
         theirs = F.conv2d(_nchw(x), torch.from_numpy(w), stride=s, padding=p).permute(0, 2, 3, 1)
-        rows.append(row("vae-ops", "L0", f"conv k{k} s{s} p{p} on {size}²", ours, theirs, 1e-4))
-    for k, s, size in [(3, 2, 7), (3, 2, 15), (2, 1, 27), (4, 3, 5)]:
-        x = rng.normal(size=(2, size, size, 3)).astype(np.float32)
-        w = rng.normal(size=(3, 4, k, k)).astype(np.float32)  # torch [I, O, kh, kw]
-        ours = jax.jit(vae.conv_transpose_matmul, static_argnums=2)(x, w.transpose(2, 3, 1, 0), s)
+        what = f"conv k{k} s{s} p{p} on {size}², {i} → {o}"
+        rows.append(row("vae-ops", "L0", what, ours, theirs, 1e-4))
+    for (k, s, size), (i, o) in itertools.product(
+        [(3, 2, 7), (3, 2, 15), (2, 1, 27), (4, 3, 5)], channels
+    ):
+        x = rng.normal(size=(2, size, size, i)).astype(np.float32)
+        w = rng.normal(size=(i, o, k, k)).astype(np.float32)  # torch [I, O, kh, kw]
+        pads = ((k - 1, k - 1), (k - 1, k - 1))  # torch's padding 0
+        ours = conv_t(x, w.transpose(2, 3, 1, 0), (s, s), pads)
         theirs = F.conv_transpose2d(_nchw(x), torch.from_numpy(w), stride=s).permute(0, 2, 3, 1)
-        rows.append(row("vae-ops", "L0", f"conv_transpose k{k} s{s} on {size}²", ours, theirs,
-                        1e-4))  # fmt: skip
+        what = f"conv_transpose k{k} s{s} on {size}², {i} → {o}"
+        rows.append(row("vae-ops", "L0", what, ours, theirs, 1e-4))
     return rows
 
 

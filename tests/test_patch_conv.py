@@ -15,7 +15,9 @@ CONV_CASES = [  # (H, W, C, O, k, stride, padding)
 TRANSPOSE_CASES = [  # (H, W, I, O, k, stride, padding)
     (6, 5, 8, 4, 3, 2, "VALID"),
     (13, 13, 16, 1, 3, 2, ((2, 3), (2, 3))),  # torch's output_padding=1
-    (7, 7, 1, 10, 4, 2, "SAME"),  # Keras's Conv2DTranspose(10, 4, strides=2, "same")
+    (7, 7, 1, 10, 4, 2, "SAME"),  # Keras's Conv2DTranspose(10, 4, strides=2, "same"): im2col
+    (7, 7, 8, 8, 3, 2, ((2, 2), (2, 2))),  # as the VAE's ConvTranspose2d(64, 64, 3, 2): phases
+    (5, 4, 6, 3, 2, 3, "VALID"),  # stride > kernel: an output phase without taps
 ]
 
 
@@ -59,21 +61,35 @@ def test_conv_transpose_matches_flax_and_its_gradients(key, h, w, i, o, k, s, pa
     _check(patch_conv.ConvTranspose(o, (k, k), (s, s), pad), ref, params, x)
 
 
-def test_torch_factories_equal_layers_factories(key):
-    """Same init draw, same function as `layers.conv` / `layers.conv_transpose` (torch-tested)."""
-    x = jax.random.normal(key, (2, 13, 13, 16))
-    pairs = [
-        (patch_conv.torch_conv(16, 8, 3, 2, 1), layers.conv(16, 8, 3, 2, 1)),
-        (patch_conv.torch_conv_transpose(16, 1, 3, 2, output_padding=1),
-         layers.conv_transpose(16, 1, 3, 2, output_padding=1)),
-    ]  # fmt: skip
-    for ours, ref in pairs:
-        p_ours, p_ref = jax.jit(ours.init)(key, x), jax.jit(ref.init)(key, x)
-        for a, b in zip(jax.tree.leaves(p_ours), jax.tree.leaves(p_ref), strict=True):
-            np.testing.assert_array_equal(a, b)
-        y = jax.jit(ours.apply)(p_ref, x)
-        np.testing.assert_allclose(y, jax.jit(ref.apply)(p_ref, x), atol=1e-5)
-    assert y.shape == (2, 28, 28, 1)  # (13 − 1)·2 + 3 + 1
+TORCH_CASES = [  # (transposed, in, out, k, stride, padding, output_padding, input size)
+    (False, 16, 8, 3, 2, 1, 0, 13),  # im2col (the VAE's encoder, DCGAN's discriminator)
+    (False, 3, 2, 4, 1, 0, 0, 9),  # more inputs than outputs: shifted taps (the VAE's last)
+    (True, 16, 1, 3, 2, 0, 1, 13),  # the conv AE's last layer, 13 → 28: by phases
+    (True, 3, 4, 3, 2, 0, 0, 7),  # the VAE's ConvTranspose2d(in, out, 3, 2): by phases
+    (True, 3, 4, 2, 3, 0, 0, 4),  # stride > kernel: an output phase without taps
+    (True, 1, 8, 3, 1, 1, 0, 6),  # few inputs, stride 1: im2col of the padded input
+]
+
+
+@pytest.mark.parametrize("transposed, i, o, k, s, p, op, size", TORCH_CASES)
+def test_torch_factories_equal_layers_factories(key, transposed, i, o, k, s, p, op, size):
+    """Same names, init draws and function as `layers.conv` / `layers.conv_transpose`
+    (torch-tested, test_layers; torch itself in parity/)."""
+    x = jax.random.normal(key, (2, size, size, i))
+    if transposed:
+        ours = patch_conv.torch_conv_transpose(i, o, k, s, p, op)
+        ref = layers.conv_transpose(i, o, k, s, p, op)
+        out_size = (size - 1) * s - 2 * p + k + op  # torch's ConvTranspose2d
+    else:
+        ours, ref = patch_conv.torch_conv(i, o, k, s, p), layers.conv(i, o, k, s, p)
+        out_size = (size + 2 * p - k) // s + 1
+    p_ours, p_ref = jax.jit(ours.init)(key, x), jax.jit(ref.init)(key, x)
+    assert jax.tree.structure(p_ours) == jax.tree.structure(p_ref)
+    for a, b in zip(jax.tree.leaves(p_ours), jax.tree.leaves(p_ref), strict=True):
+        np.testing.assert_array_equal(a, b)
+    y = jax.jit(ours.apply)(p_ref, x)
+    np.testing.assert_allclose(y, jax.jit(ref.apply)(p_ref, x), atol=1e-5)
+    assert y.shape == (2, out_size, out_size, o)
 
 
 def test_max_pool_matches_flax(key):
