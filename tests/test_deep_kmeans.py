@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxunsup import cli, data, deep_kmeans, metrics
+from jaxunsup import augment, cli, data, deep_kmeans, metrics
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_dec_loss_weights_and_clean_target(key, mnist):
     # augmented: the model sees a warped batch; DEC's target comes from the clean one
     loss_aug, aux_aug = deep_kmeans.loss_fn(params, apply, batch, key, alpha=1.0,
                                             assignment="dec", augment=True)  # fmt: skip
-    warped = deep_kmeans.augment_lib.random_affine(batch, key)
+    warped = augment.random_affine(batch, key)
     zw, recon_w = apply(params, warped)
     z_clean = apply(params, batch, method="encode")
     kl_aug, _ = deep_kmeans.dec_clustering_loss(zw, params["params"]["centroids"], z_clean)
@@ -195,6 +195,27 @@ def test_manifold_centroids_recover_separated_groups():
     order = [int(np.argmin(((means - g) ** 2).sum(1))) for g in got]
     assert sorted(order) == list(range(10))
     np.testing.assert_allclose(got, means[order], atol=1e-5)
+
+
+def test_manifold_centroids_fill_an_empty_cluster_with_a_latent(monkeypatch):
+    """A k-means result that leaves cluster 2 empty: its centroid is one of the latents (a
+    NaN mean would poison training); the others are their clusters' means."""
+    from jaxunsup import kmeans
+
+    class TwoOfThree:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def fit(self, emb):
+            self.labels_ = np.arange(len(emb)) % 2  # clusters 0 and 1 only
+            return self
+
+    monkeypatch.setattr(kmeans, "KMeans", TwoOfThree)
+    z = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+    got = deep_kmeans.manifold_centroids(z, 3, seed=0)
+    np.testing.assert_allclose(got[:2], [z[0::2].mean(0), z[1::2].mean(0)], rtol=1e-6)
+    assert np.isfinite(got).all()
+    assert np.any(np.all(z == got[2], axis=1))
 
 
 def test_cluster_acc_of_a_permuted_labelling_is_one():
@@ -308,6 +329,7 @@ def test_seed_data_and_protocols(mnist):
         ({"assignment": "fuzzy"}, "assignment"),
         ({"init": "tsne"}, "init"),
         ({"rec_weight": -1.0}, "rec_weight"),
+        ({"rec_weight": float("inf")}, "rec_weight"),
         ({"lam": float("nan")}, "lam"),
         ({"n_train": 20}, "batch_size=128"),
     ],
