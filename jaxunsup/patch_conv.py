@@ -90,7 +90,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding: Padding = "
         patches = jnp.concatenate([tap(x, i, j) for i, j in taps], axis=-1)  # [B, Ho, Wo, k²C]
         return _matmul(patches, kernel.reshape(kh * kw * c, o))  # [B, Ho, Wo, O]
     z = _matmul(x, kernel.transpose(2, 0, 1, 3).reshape(c, kh * kw * o))  # [B, Hp, Wp, k²O]
-    return sum(tap(z, i, j)[..., (i * kw + j) * o : (i * kw + j + 1) * o] for i, j in taps)
+    # `split` (not k² channel slices): its gradient is one concatenate, not k² padded sums
+    parts = jnp.split(z, kh * kw, axis=-1)  # k² × [B, Hp, Wp, O]
+    return sum(tap(parts[i * kw + j], i, j) for i, j in taps)
 
 
 def _transpose_pads(kernel_hw, strides, padding) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -115,7 +117,8 @@ def _transpose_by_phases(x: jax.Array, kernel: jax.Array, strides) -> jax.Array:
     b, h, w, _ = x.shape
     sh, sw = strides
     taps = kernel.transpose(3, 0, 1, 2).reshape(i, kh * kw * o)  # [I, kh·kw·O]
-    y = _matmul(x, taps).reshape(b, h, w, kh, kw, o)  # [B, H, W, kh, kw, O]
+    y = _matmul(x, taps).reshape(b, h, w, kh * kw, o)  # [B, H, W, kh·kw, O]
+    y = [part[:, :, :, 0] for part in jnp.split(y, kh * kw, axis=3)]  # gradient: a concatenate
     m, n = h - 1 + -(-kh // sh), w - 1 + -(-kw // sw)  # rows / columns per phase
     rows = []
     for a in range(sh):
@@ -126,7 +129,7 @@ def _transpose_by_phases(x: jax.Array, kernel: jax.Array, strides) -> jax.Array:
                 for q in range(c, kw, sw):
                     t, u = p // sh, q // sw  # the slab's shift within the phase
                     pad = ((0, 0), (t, m - h - t), (u, n - w - u), (0, 0))
-                    acc = acc + jnp.pad(y[:, :, :, p, q, :], pad)  # [B, M, N, O]
+                    acc = acc + jnp.pad(y[p * kw + q], pad)  # [B, M, N, O]
             row.append(acc)
         rows.append(jnp.stack(row, axis=3))  # [B, M, N, sw, O]
     out = jnp.stack(rows, axis=2).reshape(b, m * sh, n * sw, o)  # [B, M·sh, N·sw, O]
