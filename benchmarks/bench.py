@@ -30,6 +30,7 @@ from bench_gans import bench_dcgan, bench_gan_mlp, bench_gan_simple  # noqa: E40
 from bench_kmeans import bench_kmeans  # noqa: E402
 from bench_style import bench_style  # noqa: E402
 from bench_vae import bench_vae  # noqa: E402
+from common import add_roofline  # noqa: E402
 
 BENCHES = {
     "kmeans": bench_kmeans,
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(BENCHES) if args.name == "all" else [args.name]
     for name in names:
         repeat = 1 if name in ONE_RUN else max(args.repeat, 1)
-        rows = fastest([BENCHES[name](quick=args.quick) for _ in range(repeat)])
+        rows = add_roofline(fastest([BENCHES[name](quick=args.quick) for _ in range(repeat)]))
         ctx = _context()
         print(f"== {name} on {ctx['device']} (jax {ctx['jax']}, torch {ctx['torch']}) ==")
         for r in rows:

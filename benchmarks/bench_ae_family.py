@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from common import throughput_rows
+from common import step_mflop, throughput_rows
 
 from jaxunsup import ae_conv, ae_keras, data, training
 from parity import torch_autoencoders as ta
@@ -30,6 +30,11 @@ def _ours(module, cfg, images: np.ndarray, epochs: int) -> float:
     state, _ = training.fit(state, module.train_step, images, epochs=epochs, **fit)
     jax.block_until_ready(state.params)
     return time.perf_counter() - start
+
+
+def _mflop(module, cfg, images: np.ndarray) -> float:
+    state = module.create_state(jax.random.key(0), cfg, jnp.asarray(images[:1]))
+    return step_mflop(module.train_step, state, jnp.asarray(images[: cfg.batch_size]))
 
 
 def _torch_epochs(model, images: np.ndarray, epochs: int, batch_size: int, lr: float, eps: float,
@@ -69,7 +74,8 @@ def bench_ae_conv(quick: bool = False) -> list[dict]:
             ta.ConvAutoencoder(), images, epochs, 50, cfg.lr, 1e-8, loader=False
         ),
     }
-    return throughput_rows("ae-conv", times, epochs * (len(images) // 50) * 50, 50)
+    n = epochs * (len(images) // 50) * 50
+    return throughput_rows("ae-conv", times, n, 50, _mflop(ae_conv, cfg, images))
 
 
 def bench_ae_keras_cnn(quick: bool = False) -> list[dict]:
@@ -92,4 +98,4 @@ def bench_ae_keras_cnn(quick: bool = False) -> list[dict]:
             ta.KerasCNNAutoencoder(), images, epochs, 300, cfg.lr, eps, loader=False
         ),
     }
-    return throughput_rows("ae-keras-cnn", times, epochs * 3000, 300)
+    return throughput_rows("ae-keras-cnn", times, epochs * 3000, 300, _mflop(ae_keras, cfg, images))

@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
-from common import throughput_rows
+from common import step_mflop, throughput_rows
 
 from jaxunsup import data, dcgan, gan, gan_simple, training
 from parity import torch_gans
@@ -68,9 +69,9 @@ def _post000_bench(bench, module, cfg, make_nets, n_images, epochs, batch_size=1
             make_nets, images, epochs, batch_size, loader=False
         ),
     }
-    return throughput_rows(
-        bench, times, epochs * (len(images) // batch_size) * batch_size, batch_size
-    )
+    mflop = step_mflop(module.train_step, state, jnp.asarray(images[:batch_size]))
+    n = epochs * (len(images) // batch_size) * batch_size
+    return throughput_rows(bench, times, n, batch_size, mflop)
 
 
 def bench_gan_mlp(quick: bool = False) -> list[dict]:

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from common import step_mflop
 
 from jaxunsup import data, training, vae
 from parity import torch_vae
@@ -94,6 +95,10 @@ def bench_vae(quick: bool = False) -> list[dict]:
         }
         for impl, (t, m) in times.items()
     ]
+    state = vae.create_state(jax.random.key(0), vae.Config(), jnp.asarray(train[:1]))
+    rows[0]["mflop_per_image"] = round(
+        step_mflop(vae.train_step, state, jnp.asarray(train[:batch_size])), 3
+    )
     k, n_test = 100, (200 if quick else len(test))
     seconds = _iwae_seconds(test[:n_test], k)
     rows.append({"bench": "vae", "impl": f"jaxunsup iwae_nll k={k}", "images": n_test,

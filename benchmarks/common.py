@@ -1,13 +1,16 @@
-"""Shared by the `bench_*.py` files: the throughput rows every training benchmark returns."""
+"""Shared by the `bench_*.py` files: the throughput rows every training benchmark returns, and
+their roofline (the work per image of our compiled step against this machine's matmul peak)."""
 
 from __future__ import annotations
 
 
-def throughput_rows(bench: str, times: dict[str, float], n: int, batch_size: int) -> list[dict]:
+def throughput_rows(bench: str, times: dict[str, float], n: int, batch_size: int,
+                    mflop_per_image: float | None = None) -> list[dict]:  # fmt: skip
     """One row per implementation; `times` maps name → seconds for the same `n` images, with
-    jaxunsup's first (its speed-up is 1.0; the others' is their time / ours)."""
+    jaxunsup's first (its speed-up is 1.0; the others' is their time / ours). Our row carries
+    `mflop_per_image` (see `step_mflop`) when given."""
     ours = next(iter(times.values()))
-    return [
+    rows = [
         {
             "bench": bench,
             "impl": impl,
@@ -19,3 +22,65 @@ def throughput_rows(bench: str, times: dict[str, float], n: int, batch_size: int
         }
         for impl, t in times.items()
     ]
+    if mflop_per_image is not None:
+        rows[0]["mflop_per_image"] = round(mflop_per_image, 3)
+    return rows
+
+
+def step_mflop(step, state, batch) -> float:
+    """MFLOP per image of one compiled training step, from XLA's cost analysis of `step(state,
+    batch, key)` (products and convolutions count 2 per multiply-add, as torch's
+    FlopCounterMode counts them)."""
+    import jax
+
+    compiled = jax.jit(step).lower(state, batch, jax.random.key(0)).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return cost["flops"] / len(batch) / 1e6
+
+
+_PEAK: list[float] = []
+
+
+def matmul_peak_gflop_s(n: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matrix-product rate under XLA (an n×n by n×n product, best of
+    `repeats`): the ceiling for any training step here. Measured once per process."""
+    if not _PEAK:
+        import time
+
+        import jax
+        import jax.numpy as jnp
+
+        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+        f = jax.jit(lambda a: a @ a)
+        f(a).block_until_ready()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            f(a).block_until_ready()
+            best = min(best, time.perf_counter() - start)
+        _PEAK.append(2 * n**3 / best / 1e9)
+    return _PEAK[0]
+
+
+def add_roofline(rows: list[dict]) -> list[dict]:
+    """For a bench whose jaxunsup row carries `mflop_per_image`: every row gets the rate in
+    GFLOP/s that its images/s means at that work per image (torch's FlopCounterMode counts
+    the same products within 10% for these models); our row gets the share of this machine's
+    matrix-product peak, and every other row `ceiling_speedup`, the speed-up over it that a
+    step running at that peak would reach."""
+    ours = next((r for r in rows if "mflop_per_image" in r), None)
+    if ours is None:
+        return rows
+    peak = matmul_peak_gflop_s()
+    mflop = ours["mflop_per_image"]
+    for r in rows:
+        if r.get("bench") != ours["bench"] or not r.get("images_per_s"):
+            continue
+        r["gflop_per_s"] = round(r["images_per_s"] * mflop / 1e3, 1)
+        if r is ours:
+            r["matmul_peak_gflop_s"] = round(peak, 1)
+            r["share_of_peak"] = round(r["gflop_per_s"] / peak, 2)
+        elif "mflop_per_image" not in r:
+            r["ceiling_speedup"] = round(peak * 1e3 / mflop / r["images_per_s"], 2)
+    return rows
