@@ -309,6 +309,12 @@ class _Plan(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames="plan")
 def _kmeans(key, x, w, init_array, tol, max_iter, plan: _Plan):
+    """(KMeansResult, whether x is all finite): the caller checks a device x's finiteness from
+    this call's output rather than by a second dispatch."""
+    return _fit(key, x, w, init_array, tol, max_iter, plan), jnp.all(jnp.isfinite(x))
+
+
+def _fit(key, x, w, init_array, tol, max_iter, plan: _Plan):
     n_clusters, init, n_init, empty, seed_compat, chunk, streams = plan
     if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key(key)  # an int32 seed
@@ -366,11 +372,12 @@ def _all_finite(x):
     return jnp.all(jnp.isfinite(x))
 
 
-def _as_data(x, name: str = "X", n_features: int | None = None):
+def _as_data(x, name: str = "X", n_features: int | None = None, device_check: bool = True):
     """A finite 2-D float32 array (float64 under jax_enable_x64), or ValueError.
 
     NumPy input stays NumPy (the jitted core takes it as it is); a jax.Array stays on its
-    device; inside a caller's jit only shapes are checked.
+    device; inside a caller's jit only shapes are checked. `device_check=False` leaves a
+    jax.Array's finiteness to the caller (`kmeans` reads it from its own compiled call).
     """
     dtype = _float_dtype()
     if isinstance(x, jax.Array):
@@ -396,7 +403,7 @@ def _as_data(x, name: str = "X", n_features: int | None = None):
         raise ValueError(f"{name} needs at least one sample and one feature, got {arr.shape}.")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features; the model expects {n_features}.")
-    if isinstance(arr, jax.core.Tracer):
+    if isinstance(arr, jax.core.Tracer) or (isinstance(arr, jax.Array) and not device_check):
         return arr
     finite = np.isfinite(arr).all() if isinstance(arr, np.ndarray) else _all_finite(arr)
     if not finite:
@@ -410,9 +417,15 @@ def _check_int(name: str, value, low: int = 1) -> int:
     return int(value)
 
 
+@functools.lru_cache(maxsize=4)
+def _unit_weights(n: int, dtype) -> jax.Array:
+    """[n] ones kept on the device, so repeated fits do not copy them over each time."""
+    return jnp.ones(n, dtype)
+
+
 def _check_weight(sample_weight, n: int, dtype):
     if sample_weight is None:
-        return np.ones(n, dtype)
+        return _unit_weights(n, np.dtype(dtype))
     if isinstance(sample_weight, jax.core.Tracer):
         if sample_weight.shape != (n,):
             raise ValueError(f"sample_weight must have shape ({n},), got {sample_weight.shape}.")
@@ -471,7 +484,7 @@ def kmeans(key, x, n_clusters: int, *, init="k-means++", n_init: int = 1, max_it
         KMeansResult(centers [K, D], labels [N], inertia [], n_iter []).
     """
     key = _as_key(key)
-    x = _as_data(x)
+    x = _as_data(x, device_check=False)
     n, d = x.shape
     k = _check_int("n_clusters", n_clusters)
     if k > n:
@@ -493,7 +506,10 @@ def kmeans(key, x, n_clusters: int, *, init="k-means++", n_init: int = 1, max_it
     plan = _Plan(k, name, n_init, empty, exact, *_tiling(n, k, d, chunk_size, streams, exact))
     init_array = None if arr is None else arr.astype(x.dtype)
     tol, max_iter = np.asarray(tol, x.dtype), np.asarray(max_iter, np.int32)
-    return _kmeans(key, x, w, init_array, tol, max_iter, plan=plan)
+    res, finite = _kmeans(key, x, w, init_array, tol, max_iter, plan=plan)
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and not finite:
+        raise ValueError("X contains NaN or infinity; drop or impute those values first.")
+    return res
 
 
 def _as_key(random_state):

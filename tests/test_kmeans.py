@@ -8,6 +8,7 @@ import json
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -259,6 +260,21 @@ def test_bad_inputs_raise_clear_errors(x, kwargs, match):
     kwargs = {"n_clusters": 2, **kwargs}
     with pytest.raises(ValueError, match=match):
         KMeans(**kwargs).fit(x)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_device_arrays_raise_from_the_fit_and_predict(bad):
+    """A jax.Array's finiteness is read from the fit's own compiled call (no second
+    dispatch); the error is the same as for NumPy input, and clean device data still fits."""
+    x = jnp.asarray(np.where(np.eye(20, 3) > 0, bad, GOOD))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        km.kmeans(jax.random.key(0), x, 2)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        KMeans(2, random_state=0).fit(x)
+    model = KMeans(2, random_state=0).fit(jnp.asarray(GOOD))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        model.predict(x)
+    assert model.predict(jnp.asarray(GOOD)).shape == (20,)
 
 
 @pytest.mark.parametrize("w", [-np.ones(20), np.ones(19), np.zeros(20), np.full(20, np.nan)])
