@@ -1,8 +1,10 @@
 """`benchmarks/bench.py --repeat`: each implementation keeps its fastest run's row."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
+import jax.numpy as jnp
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
@@ -10,6 +12,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
 @pytest.fixture(scope="module")
 def bench():
+    sys.path.insert(0, str(BENCH.parent))  # bench.py imports its siblings (common, bench_*)
     spec = importlib.util.spec_from_file_location("bench_cli", BENCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -43,3 +46,34 @@ def test_fastest_keeps_each_implementations_best_run_and_recomputes_ratios(bench
 def test_fastest_of_one_run_changes_nothing(bench):
     run = [_row("a", "ours", 2.0, 1.0), _row("a", "torch", 3.0, 1.5)]
     assert bench.fastest([run]) == run
+
+
+def test_step_mflop_counts_a_matrix_product_exactly(bench):
+    """A step whose only work is [B, 784] @ [784, 10]: 2·784·10 FLOP per image (closed form)."""
+    import common
+
+    def step(w, batch, key):
+        return batch.reshape(len(batch), -1) @ w
+
+    mflop = common.step_mflop(step, jnp.ones((784, 10)), jnp.ones((50, 28, 28, 1)))
+    assert mflop == pytest.approx(2 * 784 * 10 / 1e6, rel=0.01)
+
+
+def test_roofline_rates_share_and_ceiling(bench, monkeypatch):
+    import common
+
+    monkeypatch.setattr(common, "_PEAK", [100.0])  # GFLOP/s
+    rows = [
+        {"bench": "a", "impl": "jaxunsup fit", "images_per_s": 1000.0, "speedup_of_jaxunsup": 1.0,
+         "mflop_per_image": 10.0},
+        {"bench": "a", "impl": "jaxunsup, XLA convolutions", "images_per_s": 100.0,
+         "speedup_of_jaxunsup": 10.0},
+        {"bench": "a", "impl": "torch loop", "images_per_s": 500.0, "speedup_of_jaxunsup": 2.0},
+        {"bench": "a", "impl": "jaxunsup iwae_nll", "images_per_s": 5.0},
+    ]  # fmt: skip
+    ours, variant, torch_row, other = common.add_roofline(rows)
+    assert ours["gflop_per_s"] == 10.0 and ours["share_of_peak"] == 0.1
+    # at 100 GFLOP/s, 10 MFLOP per image is 10,000 img/s: 20× the torch loop's 500
+    assert torch_row["gflop_per_s"] == 5.0 and torch_row["ceiling_speedup"] == 20.0
+    assert "ceiling_speedup" not in variant and "gflop_per_s" in variant
+    assert "gflop_per_s" not in other  # different work: left alone
