@@ -8,8 +8,9 @@ Here Lloyd's algorithm is one jit-compiled `lax.while_loop`. Each sweep walks ov
 chunks of rows, so the [N, K] distance matrix never exists at once: per chunk, one matrix
 product gives ||c||² − 2c·x ([K, C]; ||x||² cannot change the argmin), a few elementwise
 passes give the argmin (XLA:CPU's own argmin reduce is slow), and a segment sum adds the
-chunk's weighted rows to its clusters (a masked sum when K·D is tiny). On a CPU two halves
-of X are swept side by side, so both cores work.
+chunk's weighted rows to its clusters (a masked sum when K·D is tiny). XLA:CPU runs a compiled
+loop on one core, so on a CPU a large eager fit runs Lloyd's loop from the host instead, two
+threads each sweeping half of X with the compiled sweep (about 1.8-2× faster on 2 cores).
 
 Semantics follow `sklearn.cluster.KMeans(algorithm="lloyd")`: X is centred first (float32
 precision), tol is relative to the mean feature variance, a sweep stops on unchanged labels
@@ -343,6 +344,106 @@ def _fit(key, x, w, init_array, tol, max_iter, plan: _Plan):
     return res._replace(centers=res.centers + mean[None, :])
 
 
+# Lloyd on the host, one thread per part of X: XLA:CPU runs a while loop's body on one core
+# (parts swept side by side in one loop body stay sequential), but two compiled sweeps called
+# from two threads run at once. Used by `kmeans` on CPU for large eager inputs.
+_THREAD_MIN_WORK = 2**24  # N·K·D multiply-adds per sweep from which threads pay off
+
+
+@functools.partial(jax.jit, static_argnames="plan")
+def _prepare(key, x, w, init_array, tol, plan: _Plan):
+    """`_fit`'s set-up, alone: (mean, absolute tol, initial centres [n_init, K, D] of the
+    centred x), with the same keys and init rules."""
+    n_clusters, init, n_init = plan.n_clusters, plan.init, plan.n_init
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key(key)
+    mean = jnp.mean(x, axis=0)
+    xc = x - mean[None, :]
+    tol = tol * jnp.mean(xc * xc)
+
+    def start(k):
+        if init == "array":
+            return init_array.astype(x.dtype) - mean[None, :]
+        if init == "uniform":
+            return init_centers(k, x, n_clusters, "uniform") - mean[None, :]
+        return init_centers(k, xc, n_clusters, init, w)
+
+    c0 = start(key)[None] if n_init == 1 else jax.vmap(start)(jax.random.split(key, n_init))
+    return mean, tol, c0
+
+
+@functools.partial(jax.jit, static_argnames="chunk")
+def _part_sweep(x, w, centers, labels, *, chunk):
+    """One Lloyd sweep (with update) over a part of the (centred) rows."""
+    return _sweep(x, w, centers, labels, chunk=chunk, update=True, exact=False)
+
+
+@functools.partial(jax.jit, static_argnames="chunk")
+def _part_inertia(x, w, centers, *, chunk):
+    labels = jnp.zeros(x.shape[0], jnp.int32)
+    return _sweep(x, w, centers, labels, chunk=chunk, update=False, exact=False)
+
+
+_relocate_jit = jax.jit(_relocate)
+
+
+@functools.partial(jax.jit, static_argnames="parts")
+def _centred_parts(x, w, mean, *, parts: int):
+    """x − mean and w cut into `parts` contiguous row blocks (one copy of x in all)."""
+    n = x.shape[0]
+    bounds = [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
+    return [(x[lo:hi] - mean[None, :], w[lo:hi]) for lo, hi in bounds]
+
+
+@functools.partial(jax.jit, static_argnames="empty")
+def _update(centers, sums, wsum, changed, tol, *, empty):
+    """`_lloyd`'s update from the parts' summed sums: (new centres, done)."""
+    new = _new_centers(centers, sums, wsum, empty)
+    return new, (changed == 0) | (jnp.sum((new - centers) ** 2) <= tol)
+
+
+def _lloyd_threads(key, x, w, init_array, tol, max_iter, plan: _Plan) -> KMeansResult:
+    """`_kmeans` for an eager x on CPU, its sweeps split over `plan.streams` threads; the same
+    steps and stopping rule as `_lloyd` (the parts' sums add in another order)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, w = jnp.asarray(x), jnp.asarray(w, x.dtype)
+    mean, tol, starts = _prepare(key, x, w, init_array, tol, plan)
+    chunk, parts = plan.chunk, plan.streams
+    xs = _centred_parts(x, w, mean, parts=parts)
+    best = None
+    with ThreadPoolExecutor(parts) as pool:
+
+        def each(fn, *args):
+            return list(pool.map(lambda p: jax.block_until_ready(fn(*p, *args)), xs))
+
+        for c in starts:
+            labels = [jnp.full(len(p[1]), -1, jnp.int32) for p in xs]
+            n_iter, done = 0, False
+            while n_iter < max_iter and not done:
+                rs = list(pool.map(
+                    lambda i, c=c, labels=labels: jax.block_until_ready(
+                        _part_sweep(*xs[i], c, labels[i], chunk=chunk)),
+                    range(parts),
+                ))  # fmt: skip
+                labels = [r["labels"] for r in rs]
+                sums, wsum = sum(r["sums"] for r in rs), sum(r["wsum"] for r in rs)
+                if plan.empty == "relocate" and bool(jnp.any(wsum == 0)):  # rare: all of x
+                    xc, wc = (jnp.concatenate(a) for a in zip(*xs, strict=True))
+                    sums, wsum = _relocate_jit(xc, wc, jnp.concatenate(labels), c, sums, wsum)
+                changed = sum(r["changed"] for r in rs)
+                c, done = _update(c, sums, wsum, changed, tol, empty=plan.empty)
+                n_iter, done = n_iter + 1, bool(done)
+            rs = each(functools.partial(_part_inertia, chunk=chunk), c)
+            res = KMeansResult(
+                c + mean[None, :], jnp.concatenate([r["labels"] for r in rs]),
+                sum(r["inertia"] for r in rs), jnp.asarray(n_iter, jnp.int32),
+            )  # fmt: skip
+            if best is None or (not jnp.isnan(res.inertia) and not res.inertia >= best.inertia):
+                best = res
+    return best
+
+
 @functools.partial(jax.jit, static_argnames=("chunk", "streams"))
 def _assign(x, centers, *, chunk, streams):
     shift = jnp.nan_to_num(jnp.nanmean(centers, axis=0))  # centre both, for float32 accuracy
@@ -478,7 +579,9 @@ def kmeans(key, x, n_clusters: int, *, init="k-means++", n_init: int = 1, max_it
         empty: "relocate" (scikit-learn), "keep" (the old centre) or "nan" (the post).
         seed_compat: replay post 000 §1 (see the module docstring).
         chunk_size: rows per chunk; default `default_chunk_size`.
-        streams: parts of X swept side by side (one per core); default 2 on CPU, else 1.
+        streams: parts of X swept in parallel (one per core); default 2 on CPU, else 1. On
+            CPU an eager call with N·K·D >= 2**24 sweeps each part in its own thread (XLA:CPU
+            runs a compiled loop on one core); smaller or traced calls run one compiled loop.
 
     Returns:
         KMeansResult(centers [K, D], labels [N], inertia [], n_iter []).
@@ -506,10 +609,27 @@ def kmeans(key, x, n_clusters: int, *, init="k-means++", n_init: int = 1, max_it
     plan = _Plan(k, name, n_init, empty, exact, *_tiling(n, k, d, chunk_size, streams, exact))
     init_array = None if arr is None else arr.astype(x.dtype)
     tol, max_iter = np.asarray(tol, x.dtype), np.asarray(max_iter, np.int32)
+    device_x = isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
+    if _threaded(plan, n * k * d, key, x, w, init_array):
+        if device_x and not _all_finite(x):
+            raise ValueError("X contains NaN or infinity; drop or impute those values first.")
+        return _lloyd_threads(key, x, w, init_array, tol, max_iter, plan)
     res, finite = _kmeans(key, x, w, init_array, tol, max_iter, plan=plan)
-    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and not finite:
+    if device_x and not finite:
         raise ValueError("X contains NaN or infinity; drop or impute those values first.")
     return res
+
+
+def _threaded(plan: _Plan, work: int, *arrays) -> bool:
+    """Whether `kmeans` runs `_lloyd_threads`: several streams, the CPU backend, enough work
+    per sweep, and concrete inputs (under a caller's jit the compiled loop runs)."""
+    return (
+        plan.streams > 1
+        and not plan.seed_compat
+        and work >= _THREAD_MIN_WORK
+        and jax.default_backend() == "cpu"
+        and not any(isinstance(a, jax.core.Tracer) for a in arrays)
+    )
 
 
 def _as_key(random_state):

@@ -333,3 +333,64 @@ def test_run_circles_rejects_bad_config(tmp_path):
         km.run_circles(km.CirclesConfig(n_clusters=0), tmp_path)
     with pytest.raises(ValueError, match="noise"):
         km.run_circles(km.CirclesConfig(noise=-1.0), tmp_path)
+
+
+# ----------------------------------------------------------------------------- threads
+
+
+@pytest.fixture
+def threads_always(monkeypatch):
+    """Every eager CPU fit with 2 streams takes the threaded path; counts its calls."""
+    calls = []
+    real = km._lloyd_threads
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(km, "_THREAD_MIN_WORK", 0)
+    monkeypatch.setattr(km, "_lloyd_threads", spy)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["array-init", "weights", "k-means++ n_init=3", "empty relocate", "empty keep", "tol stop"],
+)
+def test_threaded_lloyd_equals_the_compiled_loop(threads_always, case):
+    """The host loop over two threads (CPU, eager, large inputs) takes the same steps as the
+    compiled `lax.while_loop`: same labels, iterations and init; sums add in another order."""
+    x, _ = blobs(3)
+    kw = dict(init=first_rows_init(x, 0), chunk_size=CHUNK, max_iter=50, tol=0.0)
+    if case == "weights":
+        kw["sample_weight"] = np.random.default_rng(1).uniform(0.1, 3.0, N)
+    elif case == "k-means++ n_init=3":
+        kw.update(init="k-means++", n_init=3)
+    elif case.startswith("empty"):
+        x, kw["init"] = far_init()
+        kw["empty"] = case.split()[1]
+    elif case == "tol stop":
+        kw["tol"] = 1e-2
+    threaded = km.kmeans(jax.random.key(7), x, K, streams=2, **kw)
+    assert len(threads_always) == 1
+    compiled = km.kmeans(jax.random.key(7), x, K, streams=1, **kw)
+    assert len(threads_always) == 1  # one stream: the compiled loop
+    np.testing.assert_array_equal(threaded.labels, compiled.labels)
+    assert int(threaded.n_iter) == int(compiled.n_iter)
+    np.testing.assert_allclose(threaded.centers, compiled.centers, rtol=1e-5, atol=1e-4)
+    assert float(threaded.inertia) == pytest.approx(float(compiled.inertia), rel=1e-5)
+
+
+def test_threads_only_for_eager_cpu_work_above_the_threshold(threads_always, monkeypatch):
+    x, _ = blobs(4)
+    jax.jit(lambda a: km.kmeans(0, a, K, chunk_size=CHUNK, streams=2).inertia)(x)
+    assert not threads_always  # traced: the compiled loop
+    km.kmeans(0, x, K, chunk_size=CHUNK, streams=2, seed_compat=True)
+    assert not threads_always  # the post's replay keeps its compiled loop
+    monkeypatch.setattr(km, "_THREAD_MIN_WORK", N * K * D + 1)
+    km.kmeans(0, x, K, chunk_size=CHUNK, streams=2)
+    assert not threads_always  # too little work
+    monkeypatch.setattr(km, "_THREAD_MIN_WORK", N * K * D)
+    model = KMeans(K, random_state=0, chunk_size=CHUNK).fit(x)  # the facade's default streams
+    assert len(threads_always) == 1
+    assert adjusted_rand_score(model.labels_, model.predict(x)) == 1.0
