@@ -310,9 +310,11 @@ class _Plan(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames="plan")
 def _kmeans(key, x, w, init_array, tol, max_iter, plan: _Plan):
-    """(KMeansResult, whether x is all finite): the caller checks a device x's finiteness from
-    this call's output rather than by a second dispatch."""
-    return _fit(key, x, w, init_array, tol, max_iter, plan), jnp.all(jnp.isfinite(x))
+    """(KMeansResult, whether x is all finite, whether the init array is): the caller checks
+    device arrays' finiteness from this call's output rather than by more dispatches."""
+    finite_init = True if init_array is None else jnp.all(jnp.isfinite(init_array))
+    res = _fit(key, x, w, init_array, tol, max_iter, plan)
+    return res, jnp.all(jnp.isfinite(x)), finite_init
 
 
 def _fit(key, x, w, init_array, tol, max_iter, plan: _Plan):
@@ -552,8 +554,13 @@ def _check_init(init, n_clusters: int, n_features: int):
             raise ValueError(f"init must be one of {INITS} or a [K, D] array, got {init!r}.")
         return init, None
     traced = isinstance(init, jax.core.Tracer)
-    arr = init if traced else np.asarray(init, dtype=np.float64)
-    if arr.shape != (n_clusters, n_features) or not (traced or np.isfinite(arr).all()):
+    device = isinstance(init, jax.Array) and not traced  # finiteness: checked by `kmeans`
+    if device and not (
+        jnp.issubdtype(init.dtype, jnp.floating) or jnp.issubdtype(init.dtype, jnp.integer)
+    ):
+        raise ValueError(f"init array must be real numbers, got dtype {init.dtype}.")
+    arr = init if traced or device else np.asarray(init, dtype=np.float64)
+    if arr.shape != (n_clusters, n_features) or not (traced or device or np.isfinite(arr).all()):
         raise ValueError(
             f"init array must be finite with shape (n_clusters, n_features) = "
             f"({n_clusters}, {n_features}), got shape {arr.shape}."
@@ -609,15 +616,26 @@ def kmeans(key, x, n_clusters: int, *, init="k-means++", n_init: int = 1, max_it
     plan = _Plan(k, name, n_init, empty, exact, *_tiling(n, k, d, chunk_size, streams, exact))
     init_array = None if arr is None else arr.astype(x.dtype)
     tol, max_iter = np.asarray(tol, x.dtype), np.asarray(max_iter, np.int32)
-    device_x = isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
     if _threaded(plan, n * k * d, key, x, w, init_array):
-        if device_x and not _all_finite(x):
-            raise ValueError("X contains NaN or infinity; drop or impute those values first.")
+        finite = [_all_finite(a) if isinstance(a, jax.Array) else True for a in (x, init_array)]
+        _check_finite(x, init_array, *finite)
         return _lloyd_threads(key, x, w, init_array, tol, max_iter, plan)
-    res, finite = _kmeans(key, x, w, init_array, tol, max_iter, plan=plan)
-    if device_x and not finite:
-        raise ValueError("X contains NaN or infinity; drop or impute those values first.")
+    res, *finite = _kmeans(key, x, w, init_array, tol, max_iter, plan=plan)
+    _check_finite(x, init_array, *finite)
     return res
+
+
+def _check_finite(x, init_array, finite_x, finite_init) -> None:
+    """ValueError for a non-finite device x or init array (NumPy ones were checked on the
+    host; traced ones cannot be)."""
+
+    def device(a):
+        return isinstance(a, jax.Array) and not isinstance(a, jax.core.Tracer)
+
+    if device(x) and not finite_x:
+        raise ValueError("X contains NaN or infinity; drop or impute those values first.")
+    if device(init_array) and not finite_init:
+        raise ValueError("init array must be finite; it contains NaN or infinity.")
 
 
 def _threaded(plan: _Plan, work: int, *arrays) -> bool:

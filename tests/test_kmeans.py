@@ -277,6 +277,25 @@ def test_non_finite_device_arrays_raise_from_the_fit_and_predict(bad):
     assert model.predict(jnp.asarray(GOOD)).shape == (20,)
 
 
+@pytest.mark.parametrize("threaded", [False, True])
+def test_device_init_arrays_are_checked_like_numpy_ones(threaded, monkeypatch):
+    """A jax.Array init: shape on the host, finiteness from the fit's compiled call (or one
+    check before the threaded loop); complex dtypes are refused."""
+    if threaded:
+        monkeypatch.setattr(km, "_THREAD_MIN_WORK", 0)
+    x, _ = blobs(2)
+    good = jnp.asarray(first_rows_init(x, 0))
+    res = km.kmeans(0, x, K, init=good, chunk_size=CHUNK, streams=2)
+    ref = km.kmeans(0, x, K, init=np.asarray(good), chunk_size=CHUNK, streams=2)
+    np.testing.assert_array_equal(res.labels, ref.labels)
+    with pytest.raises(ValueError, match="init array must be finite"):
+        km.kmeans(0, x, K, init=good.at[1, 2].set(jnp.nan), chunk_size=CHUNK, streams=2)
+    with pytest.raises(ValueError, match="init array"):
+        km.kmeans(0, x, K, init=good[:-1], chunk_size=CHUNK, streams=2)
+    with pytest.raises(ValueError, match="real numbers"):
+        km.kmeans(0, x, K, init=good.astype(jnp.complex64), chunk_size=CHUNK, streams=2)
+
+
 @pytest.mark.parametrize("w", [-np.ones(20), np.ones(19), np.zeros(20), np.full(20, np.nan)])
 def test_bad_sample_weight(w):
     with pytest.raises(ValueError, match="sample_weight"):
