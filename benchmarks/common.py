@@ -3,6 +3,9 @@ their roofline (the work per image of our compiled step against this machine's m
 
 from __future__ import annotations
 
+import functools
+import time
+
 
 def throughput_rows(bench: str, times: dict[str, float], n: int, batch_size: int,
                     mflop_per_image: float | None = None) -> list[dict]:  # fmt: skip
@@ -39,28 +42,22 @@ def step_mflop(step, state, batch) -> float:
     return cost["flops"] / len(batch) / 1e6
 
 
-_PEAK: list[float] = []
-
-
+@functools.cache
 def matmul_peak_gflop_s(n: int = 2048, repeats: int = 5) -> float:
     """This machine's float32 matrix-product rate under XLA (an n×n by n×n product, best of
     `repeats`): the ceiling for any training step here. Measured once per process."""
-    if not _PEAK:
-        import time
+    import jax
+    import jax.numpy as jnp
 
-        import jax
-        import jax.numpy as jnp
-
-        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-        f = jax.jit(lambda a: a @ a)
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
         f(a).block_until_ready()
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            f(a).block_until_ready()
-            best = min(best, time.perf_counter() - start)
-        _PEAK.append(2 * n**3 / best / 1e9)
-    return _PEAK[0]
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
 
 
 def add_roofline(rows: list[dict]) -> list[dict]:

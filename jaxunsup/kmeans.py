@@ -126,8 +126,9 @@ def _sweep(x, w, centers, labels, *, chunk, update, exact, streams=1):
 
     update=True: labels, per-cluster weighted sums [K, D] and weights [K] and the number
     of changed labels. update=False: labels and the inertia, sum w·||x − c[label]||².
-    `streams` contiguous parts of x are walked side by side with separate accumulators, so
-    XLA:CPU can run their chunks on different cores.
+    `streams` contiguous parts of x are walked side by side with separate accumulators (the
+    compiled path's default on CPU; XLA:CPU still runs them on one core, which is why large
+    eager fits use `_lloyd_threads`).
     """
     n, k = x.shape[0], centers.shape[0]
     part = -(-n // streams)  # rows per stream; the caller keeps chunk <= the last part
@@ -324,26 +325,37 @@ def _fit(key, x, w, init_array, tol, max_iter, plan: _Plan):
     if seed_compat:
         c0 = init_array if init == "array" else init_centers(key, x, n_clusters, "uniform")
         return _seed_compat(x, w, c0.astype(x.dtype), max_iter, chunk=chunk)
+    xc, mean, tol, starts = _setup(key, x, w, init_array, tol, plan)
+
+    def one(c0):
+        return _lloyd(xc, w, c0, tol, max_iter, chunk=chunk, empty=empty, streams=streams)
+
+    if n_init == 1:
+        res = one(starts[0])
+    else:
+        runs = jax.vmap(one)(starts)
+        best = jnp.argmin(jnp.where(jnp.isnan(runs.inertia), jnp.inf, runs.inertia))
+        res = jax.tree.map(lambda a: a[best], runs)
+    return res._replace(centers=res.centers + mean[None, :])
+
+
+def _setup(key, x, w, init_array, tol, plan: _Plan):
+    """(centred x, mean, absolute tol, initial centres [n_init, K, D] of the centred x) for
+    Lloyd, compiled or threaded. `key` is a PRNG key."""
+    n_clusters, init, n_init = plan.n_clusters, plan.init, plan.n_init
     mean = jnp.mean(x, axis=0)  # centred, as scikit-learn does, for float32 accuracy
     xc = x - mean[None, :]
     tol = tol * jnp.mean(xc * xc)  # tol × mean feature variance (np.var, ddof=0)
 
-    def one(k):
+    def start(k):
         if init == "array":
-            c0 = init_array.astype(x.dtype) - mean[None, :]
-        elif init == "uniform":
-            c0 = init_centers(k, x, n_clusters, "uniform") - mean[None, :]
-        else:
-            c0 = init_centers(k, xc, n_clusters, init, w)
-        return _lloyd(xc, w, c0, tol, max_iter, chunk=chunk, empty=empty, streams=streams)
+            return init_array.astype(x.dtype) - mean[None, :]
+        if init == "uniform":
+            return init_centers(k, x, n_clusters, "uniform") - mean[None, :]
+        return init_centers(k, xc, n_clusters, init, w)
 
-    if n_init == 1:
-        res = one(key)
-    else:
-        runs = jax.vmap(one)(jax.random.split(key, n_init))
-        best = jnp.argmin(jnp.where(jnp.isnan(runs.inertia), jnp.inf, runs.inertia))
-        res = jax.tree.map(lambda a: a[best], runs)
-    return res._replace(centers=res.centers + mean[None, :])
+    starts = start(key)[None] if n_init == 1 else jax.vmap(start)(jax.random.split(key, n_init))
+    return xc, mean, tol, starts
 
 
 # Lloyd on the host, one thread per part of X: XLA:CPU runs a while loop's body on one core
@@ -354,24 +366,10 @@ _THREAD_MIN_WORK = 2**24  # N·K·D multiply-adds per sweep from which threads p
 
 @functools.partial(jax.jit, static_argnames="plan")
 def _prepare(key, x, w, init_array, tol, plan: _Plan):
-    """`_fit`'s set-up, alone: (mean, absolute tol, initial centres [n_init, K, D] of the
-    centred x), with the same keys and init rules."""
-    n_clusters, init, n_init = plan.n_clusters, plan.init, plan.n_init
+    """`_setup` for the threaded loop: (mean, absolute tol, initial centres)."""
     if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.key(key)
-    mean = jnp.mean(x, axis=0)
-    xc = x - mean[None, :]
-    tol = tol * jnp.mean(xc * xc)
-
-    def start(k):
-        if init == "array":
-            return init_array.astype(x.dtype) - mean[None, :]
-        if init == "uniform":
-            return init_centers(k, x, n_clusters, "uniform") - mean[None, :]
-        return init_centers(k, xc, n_clusters, init, w)
-
-    c0 = start(key)[None] if n_init == 1 else jax.vmap(start)(jax.random.split(key, n_init))
-    return mean, tol, c0
+        key = jax.random.key(key)  # an int32 seed
+    return _setup(key, x, w, init_array, tol, plan)[1:]
 
 
 @functools.partial(jax.jit, static_argnames="chunk")
@@ -416,18 +414,16 @@ def _lloyd_threads(key, x, w, init_array, tol, max_iter, plan: _Plan) -> KMeansR
     best = None
     with ThreadPoolExecutor(parts) as pool:
 
-        def each(fn, *args):
-            return list(pool.map(lambda p: jax.block_until_ready(fn(*p, *args)), xs))
+        def each(fn):  # fn(part index) on every part at once, waited for
+            return list(pool.map(lambda i: jax.block_until_ready(fn(i)), range(parts)))
 
         for c in starts:
             labels = [jnp.full(len(p[1]), -1, jnp.int32) for p in xs]
             n_iter, done = 0, False
             while n_iter < max_iter and not done:
-                rs = list(pool.map(
-                    lambda i, c=c, labels=labels: jax.block_until_ready(
-                        _part_sweep(*xs[i], c, labels[i], chunk=chunk)),
-                    range(parts),
-                ))  # fmt: skip
+                rs = each(
+                    lambda i, c=c, labels=labels: _part_sweep(*xs[i], c, labels[i], chunk=chunk)
+                )
                 labels = [r["labels"] for r in rs]
                 sums, wsum = sum(r["sums"] for r in rs), sum(r["wsum"] for r in rs)
                 if plan.empty == "relocate" and bool(jnp.any(wsum == 0)):  # rare: all of x
@@ -436,7 +432,7 @@ def _lloyd_threads(key, x, w, init_array, tol, max_iter, plan: _Plan) -> KMeansR
                 changed = sum(r["changed"] for r in rs)
                 c, done = _update(c, sums, wsum, changed, tol, empty=plan.empty)
                 n_iter, done = n_iter + 1, bool(done)
-            rs = each(functools.partial(_part_inertia, chunk=chunk), c)
+            rs = each(lambda i, c=c: _part_inertia(*xs[i], c, chunk=chunk))
             res = KMeansResult(
                 c + mean[None, :], jnp.concatenate([r["labels"] for r in rs]),
                 sum(r["inertia"] for r in rs), jnp.asarray(n_iter, jnp.int32),

@@ -234,20 +234,22 @@ def max_pool(x: jax.Array, window: tuple[int, int]) -> jax.Array:
 
 
 def _max_1d(x: jax.Array, k: int, axis: int) -> tuple[jax.Array, jax.Array]:
-    """Max over windows of k along `axis` (stride 1, VALID) and the offset (0..k−1, int8) of
-    each window's first maximum."""
+    """Max over windows of k along `axis` (stride 1, VALID) and the offset (0..k−1; int8 for
+    k ≤ 127) of each window's first maximum."""
     n = x.shape[axis] - k + 1
     taps = [jax.lax.slice_in_dim(x, i, i + n, axis=axis) for i in range(k)]
     out = functools.reduce(jnp.maximum, taps)
-    offset = jnp.full(out.shape, k - 1, jnp.int8)
+    kind = jnp.int8 if k <= 127 else jnp.int32
+    offset = jnp.full(out.shape, k - 1, kind)
     for i in reversed(range(k - 1)):
-        offset = jnp.where(taps[i] == out, jnp.int8(i), offset)
+        offset = jnp.where(taps[i] == out, kind(i), offset)
     return out, offset
 
 
-def _max_1d_grad(offset: jax.Array, g: jax.Array, k: int, axis: int, size: int) -> jax.Array:
+def _max_1d_grad(offset: jax.Array, g: jax.Array, k: int, axis: int) -> jax.Array:
     """The input gradient of `_max_1d`: position p receives g of window p − i when that
     window's maximum sits at offset i."""
+    size = g.shape[axis] + k - 1  # the input's length along `axis`
     pads = [(0, 0)] * g.ndim
     pads[axis] = (k - 1, k - 1)
     g, offset = jnp.pad(g, pads), jnp.pad(offset, pads, constant_values=-1)
@@ -263,13 +265,13 @@ def _max_1d_grad(offset: jax.Array, g: jax.Array, k: int, axis: int, size: int) 
 def _max_pool_fwd(x, window):
     rows, row_offset = _max_1d(x, window[0], 1)  # [B, Ho, W, C]
     out, col_offset = _max_1d(rows, window[1], 2)  # [B, Ho, Wo, C]
-    return out, (row_offset, col_offset, x.shape)
+    return out, (row_offset, col_offset)
 
 
 def _max_pool_bwd(window, res, g):
-    row_offset, col_offset, shape = res
-    g_rows = _max_1d_grad(col_offset, g, window[1], 2, shape[2])  # [B, Ho, W, C]
-    return (_max_1d_grad(row_offset, g_rows, window[0], 1, shape[1]),)
+    row_offset, col_offset = res
+    g_rows = _max_1d_grad(col_offset, g, window[1], 2)  # [B, Ho, W, C]
+    return (_max_1d_grad(row_offset, g_rows, window[0], 1),)
 
 
 max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)

@@ -62,7 +62,7 @@ def test_step_mflop_counts_a_matrix_product_exactly(bench):
 def test_roofline_rates_share_and_ceiling(bench, monkeypatch):
     import common
 
-    monkeypatch.setattr(common, "_PEAK", [100.0])  # GFLOP/s
+    monkeypatch.setattr(common, "matmul_peak_gflop_s", lambda: 100.0)  # GFLOP/s
     rows = [
         {"bench": "a", "impl": "jaxunsup fit", "images_per_s": 1000.0, "speedup_of_jaxunsup": 1.0,
          "mflop_per_image": 10.0},
