@@ -47,8 +47,25 @@ BENCHES = {
 }
 
 
+def cpu_model() -> str:
+    """The CPU, e.g. "AMD EPYC (family 26, model 2, AVX-512)", from /proc/cpuinfo
+    (`platform.processor()` elsewhere): sessions run on different CPUs, and a ratio means
+    little without the machine it was measured on."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = dict(
+                (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in f) if v
+            )
+    except OSError:
+        return platform.processor() or "unknown"
+    simd = "AVX-512" if "avx512f" in info.get("flags", "").split() else "no AVX-512"
+    family, model = info.get("cpu family", "?"), info.get("model", "?")
+    return f"{info.get('model name', 'unknown')} (family {family}, model {model}, {simd})"
+
+
 def _context() -> dict:
     import sklearn
+    from common import matmul_peak_gflop_s
 
     dev = jax.devices()[0]
     return {
@@ -57,6 +74,8 @@ def _context() -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+        "matmul_peak_gflop_s": round(matmul_peak_gflop_s(), 1),
         "jax": jax.__version__,
         "torch": torch.__version__,
         "sklearn": sklearn.__version__,
@@ -103,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         repeat = 1 if name in ONE_RUN else max(args.repeat, 1)
         rows = add_roofline(fastest([BENCHES[name](quick=args.quick) for _ in range(repeat)]))
         ctx = _context()
-        print(f"== {name} on {ctx['device']} (jax {ctx['jax']}, torch {ctx['torch']}) ==")
+        print(f"== {name} on {ctx['device']}, {ctx['cpu_model']} ({ctx['matmul_peak_gflop_s']} "
+              f"GFLOP/s matmul; jax {ctx['jax']}, torch {ctx['torch']}) ==")  # fmt: skip
         for r in rows:
             print("  " + "  ".join(f"{k}={v}" for k, v in r.items() if k != "bench"))
         if not args.no_save:
