@@ -137,11 +137,16 @@ class KerasCNNAE(nn.Module):
         self.x_output = conv(1, (4, 4), padding="SAME", kernel_init=glorot)
 
     def encode(self, x):
-        h = nn.relu(self.e_conv(x))  # [B, 28, 28, filters]
         if self.xla_convs:
+            h = nn.relu(self.e_conv(x))  # [B, 28, 28, filters]
             h = nn.max_pool(h, (5, 5), strides=(1, 1), padding="VALID")
-        else:
-            h = patch_conv.max_pool(h, (5, 5))  # [B, 24, 24, filters], stride 1, VALID
+        else:  # pool(relu(y + b)) = relu(pool(y) + b), values and gradients: the pool reads
+            # the conv's product as it is, and the bias and ReLU touch the smaller map
+            y = self.e_conv(x, add_bias=False)  # [B, 28, 28, filters]
+            bias = self.e_conv.variables["params"]["bias"]
+            h = nn.relu(
+                patch_conv.max_pool(y, (5, 5)) + bias.reshape(1, 1, 1, -1)
+            )  # [B, 24, 24, F]
         h = h.reshape(h.shape[0], -1)  # [B, 24·24·filters], Keras's NHWC Flatten
         return self.e_latent(h)  # [B, 196]
 

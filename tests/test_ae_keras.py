@@ -73,6 +73,31 @@ def test_cnn_parameter_count_and_the_xla_reference(mnist):
     np.testing.assert_allclose(ae_keras.decode(state, codes), y, atol=1e-5)
 
 
+def test_cnn_bias_after_the_pool_gives_the_references_loss_and_gradients(mnist):
+    """Ours adds the first conv's bias and ReLU after the max pool (they commute with it):
+    with nonzero biases, some channels mostly negative, loss and every gradient match
+    flax's ReLU-then-pool model."""
+    params = _state(ae_keras.KerasCNNConfig()).params
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(3), len(leaves))
+    leaves = [v + 0.1 * jax.random.normal(k, v.shape) for v, k in zip(leaves, keys, strict=True)]
+    params = jax.tree.unflatten(tree, leaves)
+    bias = params["params"]["e_conv"]["bias"]
+    params["params"]["e_conv"]["bias"] = bias.at[:4].set(jnp.array([-0.6, -0.3, 0.2, 0.5]))
+    x = mnist[1].images[:4]
+
+    def loss(model):
+        return jax.jit(jax.value_and_grad(lambda p: jnp.mean((model.apply(p, x) - x) ** 2)))
+
+    (value, grads), (ref_value, ref_grads) = (
+        loss(ae_keras.KerasCNNAE())(params),
+        loss(LaxKerasCNN())(params),
+    )
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads), strict=True):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
+
+
 def test_adam_uses_keras_epsilon(mnist):
     """One step from zero moments: Δ = −lr·g / (|g| + ε) with ε = 1e-7."""
     cfg = ae_keras.KerasMLPConfig()

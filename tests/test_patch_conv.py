@@ -154,3 +154,14 @@ def test_channel_mismatch_and_bad_padding_raise(key):
         patch_conv.conv_transpose2d(jnp.zeros((1, 8, 8, 3)), jnp.zeros((3, 3, 4, 2)))
     with pytest.raises(ValueError, match="output_padding"):
         patch_conv.torch_conv_transpose(4, 4, 3, stride=1, output_padding=1)
+
+
+def test_max_pool_nan_wins_its_windows_as_in_xla():
+    """A NaN is the maximum of every window holding it (XLA's and torch's pooling)."""
+    x = np.arange(2 * 7 * 6 * 2, dtype=np.float32).reshape(2, 7, 6, 2) % 5
+    x[0, 3, 2, 1] = np.nan
+    ours = patch_conv.max_pool(jnp.asarray(x), (3, 2))
+    ref = nn.max_pool(jnp.asarray(x), (3, 2), strides=(1, 1), padding="VALID")
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+    assert int(np.isnan(ours).sum()) == 3 * 2  # the windows that cover (3, 2)
+    np.testing.assert_array_equal(ours, ref)  # NaNs compare equal here
