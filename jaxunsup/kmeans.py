@@ -311,11 +311,12 @@ class _Plan(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames="plan")
 def _kmeans(key, x, w, init_array, tol, max_iter, plan: _Plan):
-    """(KMeansResult, whether x is all finite, whether the init array is): the caller checks
-    device arrays' finiteness from this call's output rather than by more dispatches."""
+    """(KMeansResult, [whether x is all finite, whether the init array is]): the caller
+    checks device arrays' finiteness from this call's output (one transfer) rather than by
+    more dispatches."""
     finite_init = True if init_array is None else jnp.all(jnp.isfinite(init_array))
     res = _fit(key, x, w, init_array, tol, max_iter, plan)
-    return res, jnp.all(jnp.isfinite(x)), finite_init
+    return res, jnp.stack([jnp.all(jnp.isfinite(x)), jnp.asarray(finite_init)])
 
 
 def _fit(key, x, w, init_array, tol, max_iter, plan: _Plan):
@@ -518,8 +519,19 @@ def _check_int(name: str, value, low: int = 1) -> int:
 
 @functools.lru_cache(maxsize=4)
 def _unit_weights(n: int, dtype) -> jax.Array:
-    """[n] ones kept on the device, so repeated fits do not copy them over each time."""
-    return jnp.ones(n, dtype)
+    """[n] ones kept on the device, so repeated fits do not copy them over each time.
+    Made eagerly even under a caller's jit (a cached tracer would leak into later calls)."""
+    with jax.ensure_compile_time_eval():
+        return jnp.ones(n, dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _scalar(value, dtype) -> jax.Array:
+    """A scalar kept on the device (made eagerly, as `_unit_weights`): repeated fits with the
+    same tol and max_iter copy nothing over (each host scalar is a transfer, about a
+    quarter of a 500-point fit's time)."""
+    with jax.ensure_compile_time_eval():
+        return jnp.asarray(value, dtype)
 
 
 def _check_weight(sample_weight, n: int, dtype):
@@ -612,27 +624,33 @@ def kmeans(key, x, n_clusters: int, *, init="k-means++", n_init: int = 1, max_it
     if streams is not None:
         _check_int("streams", streams)
     plan = _Plan(k, name, n_init, empty, exact, *_tiling(n, k, d, chunk_size, streams, exact))
-    init_array = None if arr is None else arr.astype(x.dtype)
-    tol, max_iter = np.asarray(tol, x.dtype), np.asarray(max_iter, np.int32)
+    init_array = arr if arr is None or arr.dtype == x.dtype else arr.astype(x.dtype)
+    tol, max_iter = _scalar(float(tol), np.dtype(x.dtype)), _scalar(max_iter, np.dtype(np.int32))
     if _threaded(plan, n * k * d, key, x, w, init_array):
-        finite = [_all_finite(a) if isinstance(a, jax.Array) else True for a in (x, init_array)]
-        _check_finite(x, init_array, *finite)
+        finite = [_all_finite(a) if _on_device(a) else True for a in (x, init_array)]
+        _check_finite(x, init_array, finite)
         return _lloyd_threads(key, x, w, init_array, tol, max_iter, plan)
-    res, *finite = _kmeans(key, x, w, init_array, tol, max_iter, plan=plan)
-    _check_finite(x, init_array, *finite)
+    res, finite = _kmeans(key, x, w, init_array, tol, max_iter, plan=plan)
+    _check_finite(x, init_array, finite)
     return res
 
 
-def _check_finite(x, init_array, finite_x, finite_init) -> None:
-    """ValueError for a non-finite device x or init array (NumPy ones were checked on the
-    host; traced ones cannot be)."""
+def _on_device(a) -> bool:
+    return isinstance(a, jax.Array) and not isinstance(a, jax.core.Tracer)
 
-    def device(a):
-        return isinstance(a, jax.Array) and not isinstance(a, jax.core.Tracer)
 
-    if device(x) and not finite_x:
+def _check_finite(x, init_array, finite) -> None:
+    """ValueError for a non-finite device x or init array, from `finite` = (x's flag, the
+    init's flag), read with at most one transfer; NumPy inputs were checked on the host
+    and traced ones cannot be."""
+    if not (_on_device(x) or _on_device(init_array)):
+        return
+    finite_x, finite_init = np.asarray(
+        finite if isinstance(finite, jax.Array) else jnp.stack(finite)
+    )
+    if _on_device(x) and not finite_x:
         raise ValueError("X contains NaN or infinity; drop or impute those values first.")
-    if device(init_array) and not finite_init:
+    if _on_device(init_array) and not finite_init:
         raise ValueError("init array must be finite; it contains NaN or infinity.")
 
 

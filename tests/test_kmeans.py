@@ -208,6 +208,22 @@ def test_runs_inside_jit():
     np.testing.assert_array_equal(np.asarray(fit(x).labels), ref.labels_)
 
 
+def test_eager_fit_after_a_jitted_one_with_new_shapes_and_settings():
+    """The device-side caches (unit weights, tol, max_iter) are made eagerly even when the
+    first fit with those values runs under jit: no tracer leaks into the next call."""
+    x = (
+        np.random.default_rng(5).normal(size=(137, 3)).astype(np.float32)
+    )  # a size no other test uses
+
+    def fit(a):
+        return km.kmeans(0, a, 3, max_iter=17, tol=3e-4, chunk_size=CHUNK)
+
+    traced = jax.jit(fit)(jnp.asarray(x))
+    eager = fit(x)
+    np.testing.assert_array_equal(np.asarray(traced.labels), np.asarray(eager.labels))
+    assert int(eager.n_iter) <= 17
+
+
 def test_step_compiles_once(compile_counter):
     x, _ = blobs(0)
     KMeans(K, random_state=0, chunk_size=CHUNK).fit(x).predict(x)  # warm the caches
