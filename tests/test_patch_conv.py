@@ -11,11 +11,13 @@ from jaxunsup import layers, patch_conv
 CONV_CASES = [  # (H, W, C, O, k, stride, padding)
     (9, 8, 1, 16, 3, 2, ((1, 0), (2, 1))),  # asymmetric explicit padding
     (12, 11, 10, 1, 4, 1, "SAME"),  # even kernel: Keras/XLA pad the high side more
+    (12, 10, 1, 10, 5, 1, "SAME"),  # one channel, 25 taps: the banded product (Keras's conv)
+    (11, 9, 1, 3, 4, 2, ((1, 2), (0, 1))),  # banded with strides and asymmetric padding
 ]
 TRANSPOSE_CASES = [  # (H, W, I, O, k, stride, padding)
     (6, 5, 8, 4, 3, 2, "VALID"),
     (13, 13, 16, 1, 3, 2, ((2, 3), (2, 3))),  # torch's output_padding=1
-    (7, 7, 1, 10, 4, 2, "SAME"),  # Keras's Conv2DTranspose(10, 4, strides=2, "same"): im2col
+    (7, 7, 1, 10, 4, 2, "SAME"),  # Keras's Conv2DTranspose(10, 4, strides=2, "same"): banded
     (7, 7, 8, 8, 3, 2, ((2, 2), (2, 2))),  # as the VAE's ConvTranspose2d(64, 64, 3, 2): phases
     (5, 4, 6, 3, 2, 3, "VALID"),  # stride > kernel: an output phase without taps
 ]
@@ -165,3 +167,29 @@ def test_max_pool_nan_wins_its_windows_as_in_xla():
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
     assert int(np.isnan(ours).sum()) == 3 * 2  # the windows that cover (3, 2)
     np.testing.assert_array_equal(ours, ref)  # NaNs compare equal here
+
+
+def test_one_channel_convs_with_many_taps_take_the_banded_product(key, monkeypatch):
+    """The 5×5 one-channel conv runs `_banded_conv` and equals the im2col path (values and
+    gradients); a 3×3 one stays with im2col."""
+    calls = []
+    banded = patch_conv._banded_conv
+    monkeypatch.setattr(patch_conv, "_banded_conv", lambda *a: calls.append(1) or banded(*a))
+    x = jax.random.normal(key, (3, 14, 13, 1))
+    kernel = jax.random.normal(jax.random.key(7), (5, 5, 1, 6))
+
+    def f(x, kernel):
+        return jnp.sum(jnp.sin(patch_conv.conv2d(x, kernel, (1, 2), "SAME")))
+
+    value, grads = jax.value_and_grad(f, (0, 1))(x, kernel)
+    assert calls
+    threshold = patch_conv._BANDED_MIN_TAPS
+    monkeypatch.setattr(patch_conv, "_BANDED_MIN_TAPS", 10**9)  # im2col
+    ref_value, ref_grads = jax.value_and_grad(f, (0, 1))(x, kernel)
+    monkeypatch.setattr(patch_conv, "_BANDED_MIN_TAPS", threshold)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    for a, b in zip(grads, ref_grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    calls.clear()
+    patch_conv.conv2d(x, kernel[1:4, 1:4], (2, 2), "SAME")
+    assert not calls
