@@ -285,20 +285,18 @@ def _max_1d(x: jax.Array, k: int, axis: int, step: int) -> tuple[jax.Array, jax.
     return best, offset
 
 
-def _max_1d_grad(offset: jax.Array, g: jax.Array, k: int, axis: int, step: int,
-                 lo: int = 0, hi: int | None = None) -> jax.Array:  # fmt: skip
-    """Positions [lo, hi) along `axis` of the input gradient of `_max_1d`: position p
-    receives g of the window starting at p − i·step when that window's maximum is its tap i."""
+def _max_1d_grad(offset: jax.Array, g: jax.Array, k: int, axis: int, step: int) -> jax.Array:
+    """The input gradient of `_max_1d`: position p receives g of the window starting at
+    p − i·step when that window's maximum is its tap i."""
     size = g.shape[axis] + (k - 1) * step  # the input's length along `axis`
-    hi = size if hi is None else hi
     pads = [(0, 0)] * g.ndim
     pads[axis] = ((k - 1) * step, (k - 1) * step)
     g, offset = jnp.pad(g, pads), jnp.pad(offset, pads, constant_values=-1)
     grad = jnp.zeros((), g.dtype)
     for i in range(k):
-        start = (k - 1 - i) * step + lo  # window p − i·step, shifted by the pad
-        gi = jax.lax.slice_in_dim(g, start, start + hi - lo, axis=axis)
-        hit = jax.lax.slice_in_dim(offset, start, start + hi - lo, axis=axis) == i
+        start = (k - 1 - i) * step  # window p − i·step, shifted by the pad
+        gi = jax.lax.slice_in_dim(g, start, start + size, axis=axis)
+        hit = jax.lax.slice_in_dim(offset, start, start + size, axis=axis) == i
         grad = grad + jnp.where(hit, gi, 0)
     return grad
 
@@ -326,7 +324,7 @@ def _max_pool_fwd(x, window):
 def _max_pool_bwd(window, res, g):
     (kh, kw), (row_offset, col_offset), (b, ho, wo, c) = window, res, g.shape
     g3, w = g.reshape(b, ho, wo * c), wo + kw - 1
-    (g_rows,) = _in_halves(lambda lo, hi: (_max_1d_grad(col_offset, g3, kw, 2, c, lo, hi),), w * c)
+    g_rows = _max_1d_grad(col_offset, g3, kw, 2, c)  # [B, Ho, W·C]; stored by halves: slower
     g_x = _max_1d_grad(row_offset, g_rows, kh, 1, 1)  # [B, H, W·C]
     return (g_x.reshape(b, ho + kh - 1, w, c),)
 
