@@ -725,8 +725,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                      max_iter=self.max_iter, tol=self.tol, sample_weight=sample_weight,
                      empty=empty, seed_compat=self.seed_compat, chunk_size=self.chunk_size)
         # fmt: on
-        self.cluster_centers_, self.labels_ = np.asarray(res.centers), np.asarray(res.labels)
-        self.inertia_, self.n_iter_ = float(res.inertia), int(res.n_iter)
+        centers, labels, inertia, n_iter = jax.device_get(tuple(res))  # copies overlap
+        self.cluster_centers_, self.labels_ = np.asarray(centers), np.asarray(labels)
+        self.inertia_, self.n_iter_ = float(inertia), int(n_iter)
         self.n_features_in_ = self.cluster_centers_.shape[1]
         distinct = np.count_nonzero(np.bincount(self.labels_, minlength=self.n_clusters))
         if distinct < self.n_clusters:

@@ -114,7 +114,7 @@ def _banded_conv(x: jax.Array, kernel: jax.Array, strides, ho: int, wo: int) -> 
     K = kh·Wp·C and N = Wo·O, which a GEMM runs near its peak; it does Wp/kw times the
     multiply-adds, the cheaper trade when C = 1, kh·kw ≥ 16 and Wp ≤ 8·kw (the Keras CNN
     AE's step 18% faster; at 3×3 stride 2, as in the conv AE and the VAE, im2col was as
-    fast; DCGAN's 4×4 conv on 66 padded columns would do 16× the work).
+    fast; a 4×4 conv on 66 padded columns would do 16× the work, so wide inputs keep it).
     """
     kh, kw, c, o = kernel.shape
     (sh, sw), (b, _, wp, _) = strides, x.shape
