@@ -108,13 +108,13 @@ def _banded_conv(x: jax.Array, kernel: jax.Array, strides, ho: int, wo: int) -> 
     the kh input rows it reads, [kh·Wp·C], times a banded matrix [kh·Wp·C, Wo·O] that holds
     the kernel at each output column's offset.
 
-    im2col copies kh·kw values per output pixel (25 for Keras's 5×5 conv, 16 for its 4×4
-    transposed conv on the dilated input), and with C = 1 its product has K = kh·kw and
-    N = O: small, memory-bound. This reads the input kh times and runs one product with
-    K = kh·Wp·C and N = Wo·O, which a GEMM runs near its peak; it does Wp/kw times the
-    multiply-adds, the cheaper trade when C = 1, kh·kw ≥ 16 and Wp ≤ 8·kw (the Keras CNN
-    AE's step 18% faster; at 3×3 stride 2, as in the conv AE and the VAE, im2col was as
-    fast; a 4×4 conv on 66 padded columns would do 16× the work, so wide inputs keep it).
+    im2col copies kh·kw values per output pixel (25 for Keras's 5×5 conv), and with C = 1
+    its product has K = kh·kw and N = O: small, memory-bound. This reads the input kh
+    times and runs one product with K = kh·Wp·C and N = Wo·O, which a GEMM runs near its
+    peak; it does Wp/kw times the multiply-adds, the cheaper trade when C = 1, kh·kw ≥ 16
+    and Wp ≤ 8·kw (the Keras CNN AE's step 18% faster; at 3×3 stride 2, as in the conv AE
+    and the VAE, im2col was as fast; a 4×4 conv on 66 padded columns would do 16× the work,
+    so wide inputs keep it).
     """
     kh, kw, c, o = kernel.shape
     (sh, sw), (b, _, wp, _) = strides, x.shape
@@ -125,6 +125,48 @@ def _banded_conv(x: jax.Array, kernel: jax.Array, strides, ho: int, wo: int) -> 
     band = jnp.einsum("ijco,jpw->ipcwo", kernel, select.astype(kernel.dtype))
     out = rows.reshape(b * ho, kh * wp * c) @ band.reshape(kh * wp * c, wo * o)
     return out.reshape(b, ho, wo, o)  # [B, Ho, Wo, O]
+
+
+def _banded_transpose(x: jax.Array, kernel: jax.Array, strides, pads, ho: int, wo: int):
+    """`conv_transpose2d` of a one-channel x [B, H, W, I] as banded products per output-row
+    phase, on the undilated input.
+
+    lax correlates the stride-dilated, padded input with the flipped kernel. Output row r
+    reads dilated rows r + t for taps t, of which only those with (r + t − lo) ≡ 0 (mod sh)
+    hold input rows: for the rows of phase a = r mod sh those taps are fixed, and row
+    a + sh·m reads input row m + (a + t − lo) / sh. So each phase is one product, [B·M,
+    T·W·I] × [T·W·I, Wo·O], whose banded matrix (for the taps T of that phase) places each
+    input column at its dilated position; the phases interleave by a reshape. No product
+    touches the dilation's zeros (`_banded_conv` on the dilated input would do sh² times the
+    work), and the gradient needs no scatter onto the dilated grid.
+    """
+    kh, kw, o, c = kernel.shape
+    (sh, sw), ((lo_h, _), (lo_w, _)), (b, h, w, _) = strides, pads, x.shape
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)  # [kh, kw, I, O], as on the grid
+    select = np.zeros((kw, w, wo), np.float32)  # [j, input column, output column]
+    for j in range(kw):
+        for col in range(w):
+            if 0 <= lo_w + col * sw - j < wo:
+                select[j, col, lo_w + col * sw - j] = 1.0
+    band = jnp.einsum("ijco,jwv->iwcvo", flipped, select.astype(x.dtype))
+    band = band.reshape(kh, w * c, wo * o)  # one [W·I, Wo·O] band per kernel row
+    rows = -(-ho // sh)  # output rows per phase (the last phases may have one fewer)
+    margin = kh + rows  # zero rows either side: every shifted slice stays inside
+    xr = jnp.pad(x.reshape(b, h, w * c), ((0, 0), (margin, margin), (0, 0)))
+    phases = []
+    for a in range(sh):
+        m = len(range(a, ho, sh))
+        taps = [t for t in range(kh) if (a + t - lo_h) % sh == 0]
+        if not taps or not m:
+            phases.append(jnp.zeros((b, rows, wo * o), x.dtype))
+            continue
+        starts = [margin + (a + t - lo_h) // sh for t in taps]
+        lhs = jnp.concatenate([xr[:, s : s + m] for s in starts], axis=-1)  # [B, M, T·W·I]
+        rhs = jnp.concatenate([band[t] for t in taps], axis=0)  # [T·W·I, Wo·O]
+        out = (lhs.reshape(b * m, -1) @ rhs).reshape(b, m, wo * o)
+        phases.append(jnp.pad(out, ((0, 0), (0, rows - m), (0, 0))))
+    out = jnp.stack(phases, axis=2).reshape(b, rows * sh, wo, o)  # rows interleave
+    return out[:, :ho]  # [B, Ho, Wo, O]
 
 
 def _transpose_pads(kernel_hw, strides, padding) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -171,13 +213,15 @@ def _transpose_by_phases(x: jax.Array, kernel: jax.Array, strides) -> jax.Array:
 def conv_transpose2d(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding: Padding = "VALID"):
     """`lax.conv_transpose(x, kernel, strides, padding, transpose_kernel=True)`, no convolution.
 
-    lax correlates the stride-dilated, padded input with the flipped kernel. When the patches
-    of that dilated input are the smaller tensor (Ho·Wo·I ≤ H·W·O, roughly s²·I ≤ O) that is
-    what happens here too (`conv2d` on the dilated input). Otherwise `_transpose_by_phases`
-    computes the full output (padding k − 1 on both sides), and `lax.pad` by lo − (k − 1),
-    hi − (k − 1) (negative values crop) gives the requested padding: no products with the
-    dilated input's zeros, 1.5-4× faster than im2col or per-tap scatters for strided layers in
-    a scanned step on CPU.
+    lax correlates the stride-dilated, padded input with the flipped kernel. A one-channel
+    input with 16 or more taps takes `_banded_transpose` (banded products per output-row
+    phase; Keras's 4×4 stride-2 layer: +10% on the Keras CNN AE's step over the next
+    route). When the patches of that dilated input are the smaller tensor (Ho·Wo·I ≤ H·W·O,
+    roughly s²·I ≤ O) that is what happens here too (`conv2d` on the dilated input).
+    Otherwise `_transpose_by_phases` computes the full output (padding k − 1 on both sides),
+    and `lax.pad` by lo − (k − 1), hi − (k − 1) (negative values crop) gives the requested
+    padding: no products with the dilated input's zeros, 1.5-4× faster than im2col or
+    per-tap scatters for strided layers in a scanned step on CPU.
 
     Args:
       x: [B, H, W, I] input.
@@ -195,6 +239,9 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding: P
     h, w = x.shape[1:3]
     ho, wo = (h - 1) * sh + sum(pads_h) - kh + 2, (w - 1) * sw + sum(pads_w) - kw + 2
     zero = jnp.zeros((), x.dtype)
+    wd = wo + kw - 1  # the dilated, padded input's width
+    if i == 1 and kh * kw >= _BANDED_MIN_TAPS and wd <= _BANDED_MAX_WIDTH * kw:
+        return _banded_transpose(x, kernel, strides, (pads_h, pads_w), ho, wo)
     if ho * wo * i <= h * w * o:  # im2col on the dilated input is the smaller tensor
         dilated = jax.lax.pad(
             x, zero, ((0, 0, 0), (*pads_h, sh - 1), (*pads_w, sw - 1), (0, 0, 0))

@@ -18,6 +18,8 @@ TRANSPOSE_CASES = [  # (H, W, I, O, k, stride, padding)
     (6, 5, 8, 4, 3, 2, "VALID"),
     (13, 13, 16, 1, 3, 2, ((2, 3), (2, 3))),  # torch's output_padding=1
     (7, 7, 1, 10, 4, 2, "SAME"),  # Keras's Conv2DTranspose(10, 4, strides=2, "same"): banded
+    (6, 7, 1, 3, 4, 2, ((2, 3), (1, 4))),  # banded by row phases, asymmetric padding
+    (4, 4, 1, 3, 4, 5, "VALID"),  # banded, stride > kernel: phases without taps
     (7, 7, 8, 8, 3, 2, ((2, 2), (2, 2))),  # as the VAE's ConvTranspose2d(64, 64, 3, 2): phases
     (5, 4, 6, 3, 2, 3, "VALID"),  # stride > kernel: an output phase without taps
 ]
@@ -193,3 +195,26 @@ def test_one_channel_convs_with_many_taps_take_the_banded_product(key, monkeypat
     calls.clear()
     patch_conv.conv2d(x, kernel[1:4, 1:4], (2, 2), "SAME")
     assert not calls
+
+
+def test_one_channel_transposed_convs_take_banded_row_phases(key, monkeypatch):
+    """Keras's 4×4 stride-2 transposed conv on one channel runs `_banded_transpose` and
+    equals the dilated-input route (values and gradients)."""
+    calls = []
+    banded = patch_conv._banded_transpose
+    monkeypatch.setattr(patch_conv, "_banded_transpose", lambda *a: calls.append(1) or banded(*a))
+    x = jax.random.normal(key, (3, 7, 6, 1))
+    kernel = jax.random.normal(jax.random.key(8), (4, 4, 5, 1))
+
+    def f(x, kernel):
+        return jnp.sum(jnp.sin(patch_conv.conv_transpose2d(x, kernel, (2, 2), "SAME")))
+
+    value, grads = jax.value_and_grad(f, (0, 1))(x, kernel)
+    assert calls
+    threshold = patch_conv._BANDED_MIN_TAPS
+    monkeypatch.setattr(patch_conv, "_BANDED_MIN_TAPS", 10**9)  # the dilated input's im2col
+    ref_value, ref_grads = jax.value_and_grad(f, (0, 1))(x, kernel)
+    monkeypatch.setattr(patch_conv, "_BANDED_MIN_TAPS", threshold)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    for a, b in zip(grads, ref_grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
