@@ -87,7 +87,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding: Padding = "
     def tap(a, i, j):  # [B, Ho, Wo, ...]: what kernel tap (i, j) sees at every output
         return a[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw]
 
-    if c == 1 and kh * kw >= _BANDED_MIN_TAPS and x.shape[2] <= _BANDED_MAX_WIDTH * kw:
+    if _takes_banded(c, kernel.shape[:2], x.shape[2]):
         return _banded_conv(x, kernel, strides, ho, wo)
     taps = [(i, j) for i in range(kh) for j in range(kw)]
     if c <= o:
@@ -101,6 +101,20 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding: Padding = "
 
 _BANDED_MIN_TAPS = 16  # one-channel convs with this many taps: banded products, not im2col
 _BANDED_MAX_WIDTH = 8  # ... when the padded width is at most this many kernel widths
+
+
+def _takes_banded(channels: int, kernel_hw, padded_width: int) -> bool:
+    """Whether a conv (or a transposed conv, by its dilated input) runs as banded products:
+    one input channel, ≥ 16 taps, and a (dilated) padded width ≤ 8 kernel widths."""
+    (kh, kw) = kernel_hw
+    return channels == 1 and kh * kw >= _BANDED_MIN_TAPS and padded_width <= _BANDED_MAX_WIDTH * kw
+
+
+def _band_select(kw: int, n_in: int, n_out: int, in_step: int, out_step: int, in_offset: int = 0):
+    """[kw, n_in, n_out] 0/1 (NumPy): 1 where input column a under kernel column j lands on
+    output column b, i.e. in_offset + a·in_step − j = b·out_step."""
+    j, a, b = np.ix_(np.arange(kw), np.arange(n_in), np.arange(n_out))
+    return (in_offset + a * in_step - j == b * out_step).astype(np.float32)
 
 
 def _banded_conv(x: jax.Array, kernel: jax.Array, strides, ho: int, wo: int) -> jax.Array:
@@ -119,9 +133,7 @@ def _banded_conv(x: jax.Array, kernel: jax.Array, strides, ho: int, wo: int) -> 
     kh, kw, c, o = kernel.shape
     (sh, sw), (b, _, wp, _) = strides, x.shape
     rows = jnp.stack([x[:, i : i + sh * (ho - 1) + 1 : sh] for i in range(kh)], axis=2)
-    select = np.zeros((kw, wp, wo), np.float32)  # [j, p, w] = 1 where p = w·sw + j
-    for j in range(kw):
-        select[j, np.arange(wo) * sw + j, np.arange(wo)] = 1.0
+    select = _band_select(kw, wp, wo, 1, sw)  # [j, p, w] = 1 where p = w·sw + j
     band = jnp.einsum("ijco,jpw->ipcwo", kernel, select.astype(kernel.dtype))
     out = rows.reshape(b * ho, kh * wp * c) @ band.reshape(kh * wp * c, wo * o)
     return out.reshape(b, ho, wo, o)  # [B, Ho, Wo, O]
@@ -143,11 +155,7 @@ def _banded_transpose(x: jax.Array, kernel: jax.Array, strides, pads, ho: int, w
     kh, kw, o, c = kernel.shape
     (sh, sw), ((lo_h, _), (lo_w, _)), (b, h, w, _) = strides, pads, x.shape
     flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)  # [kh, kw, I, O], as on the grid
-    select = np.zeros((kw, w, wo), np.float32)  # [j, input column, output column]
-    for j in range(kw):
-        for col in range(w):
-            if 0 <= lo_w + col * sw - j < wo:
-                select[j, col, lo_w + col * sw - j] = 1.0
+    select = _band_select(kw, w, wo, sw, 1, lo_w)  # column w sits at lo_w + w·sw, dilated
     band = jnp.einsum("ijco,jwv->iwcvo", flipped, select.astype(x.dtype))
     band = band.reshape(kh, w * c, wo * o)  # one [W·I, Wo·O] band per kernel row
     rows = -(-ho // sh)  # output rows per phase (the last phases may have one fewer)
@@ -239,8 +247,7 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding: P
     h, w = x.shape[1:3]
     ho, wo = (h - 1) * sh + sum(pads_h) - kh + 2, (w - 1) * sw + sum(pads_w) - kw + 2
     zero = jnp.zeros((), x.dtype)
-    wd = wo + kw - 1  # the dilated, padded input's width
-    if i == 1 and kh * kw >= _BANDED_MIN_TAPS and wd <= _BANDED_MAX_WIDTH * kw:
+    if _takes_banded(i, (kh, kw), wo + kw - 1):  # by the dilated, padded input's width
         return _banded_transpose(x, kernel, strides, (pads_h, pads_w), ho, wo)
     if ho * wo * i <= h * w * o:  # im2col on the dilated input is the smaller tensor
         dilated = jax.lax.pad(

@@ -211,9 +211,8 @@ def test_runs_inside_jit():
 def test_eager_fit_after_a_jitted_one_with_new_shapes_and_settings():
     """The device-side caches (unit weights, tol, max_iter) are made eagerly even when the
     first fit with those values runs under jit: no tracer leaks into the next call."""
-    x = (
-        np.random.default_rng(5).normal(size=(137, 3)).astype(np.float32)
-    )  # a size no other test uses
+    # 137 rows: a size no other test uses, so the caches start empty for it
+    x = np.random.default_rng(5).normal(size=(137, 3)).astype(np.float32)
 
     def fit(a):
         return km.kmeans(0, a, 3, max_iter=17, tol=3e-4, chunk_size=CHUNK)

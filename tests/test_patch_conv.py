@@ -171,27 +171,35 @@ def test_max_pool_nan_wins_its_windows_as_in_xla():
     np.testing.assert_array_equal(ours, ref)  # NaNs compare equal here
 
 
+def _banded_path_equals_the_general_one(monkeypatch, name, f, *args):
+    """f(*args) calls patch_conv's `name` (spied) and gives the values and gradients it gives
+    with the banded paths switched off."""
+    calls = []
+    banded = getattr(patch_conv, name)
+    monkeypatch.setattr(patch_conv, name, lambda *a: calls.append(1) or banded(*a))
+    argnums = tuple(range(len(args)))
+    value, grads = jax.value_and_grad(f, argnums)(*args)
+    assert calls
+    threshold = patch_conv._BANDED_MIN_TAPS
+    monkeypatch.setattr(patch_conv, "_BANDED_MIN_TAPS", 10**9)  # im2col / the dilated input
+    ref_value, ref_grads = jax.value_and_grad(f, argnums)(*args)
+    monkeypatch.setattr(patch_conv, "_BANDED_MIN_TAPS", threshold)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    for a, b in zip(grads, ref_grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    return calls
+
+
 def test_one_channel_convs_with_many_taps_take_the_banded_product(key, monkeypatch):
     """The 5×5 one-channel conv runs `_banded_conv` and equals the im2col path (values and
     gradients); a 3×3 one stays with im2col."""
-    calls = []
-    banded = patch_conv._banded_conv
-    monkeypatch.setattr(patch_conv, "_banded_conv", lambda *a: calls.append(1) or banded(*a))
     x = jax.random.normal(key, (3, 14, 13, 1))
     kernel = jax.random.normal(jax.random.key(7), (5, 5, 1, 6))
 
     def f(x, kernel):
         return jnp.sum(jnp.sin(patch_conv.conv2d(x, kernel, (1, 2), "SAME")))
 
-    value, grads = jax.value_and_grad(f, (0, 1))(x, kernel)
-    assert calls
-    threshold = patch_conv._BANDED_MIN_TAPS
-    monkeypatch.setattr(patch_conv, "_BANDED_MIN_TAPS", 10**9)  # im2col
-    ref_value, ref_grads = jax.value_and_grad(f, (0, 1))(x, kernel)
-    monkeypatch.setattr(patch_conv, "_BANDED_MIN_TAPS", threshold)
-    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
-    for a, b in zip(grads, ref_grads, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    calls = _banded_path_equals_the_general_one(monkeypatch, "_banded_conv", f, x, kernel)
     calls.clear()
     patch_conv.conv2d(x, kernel[1:4, 1:4], (2, 2), "SAME")
     assert not calls
@@ -200,21 +208,10 @@ def test_one_channel_convs_with_many_taps_take_the_banded_product(key, monkeypat
 def test_one_channel_transposed_convs_take_banded_row_phases(key, monkeypatch):
     """Keras's 4×4 stride-2 transposed conv on one channel runs `_banded_transpose` and
     equals the dilated-input route (values and gradients)."""
-    calls = []
-    banded = patch_conv._banded_transpose
-    monkeypatch.setattr(patch_conv, "_banded_transpose", lambda *a: calls.append(1) or banded(*a))
     x = jax.random.normal(key, (3, 7, 6, 1))
     kernel = jax.random.normal(jax.random.key(8), (4, 4, 5, 1))
 
     def f(x, kernel):
         return jnp.sum(jnp.sin(patch_conv.conv_transpose2d(x, kernel, (2, 2), "SAME")))
 
-    value, grads = jax.value_and_grad(f, (0, 1))(x, kernel)
-    assert calls
-    threshold = patch_conv._BANDED_MIN_TAPS
-    monkeypatch.setattr(patch_conv, "_BANDED_MIN_TAPS", 10**9)  # the dilated input's im2col
-    ref_value, ref_grads = jax.value_and_grad(f, (0, 1))(x, kernel)
-    monkeypatch.setattr(patch_conv, "_BANDED_MIN_TAPS", threshold)
-    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
-    for a, b in zip(grads, ref_grads, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    _banded_path_equals_the_general_one(monkeypatch, "_banded_transpose", f, x, kernel)
