@@ -187,34 +187,45 @@ def _transpose_pads(kernel_hw, strides, padding) -> tuple[tuple[int, int], tuple
     return tuple(tuple(p) for p in padding)
 
 
+def _overlap_add(y: jax.Array, axis: int, s: int) -> jax.Array:
+    """y [..., P, k, ...] (positions at `axis`, kernel taps at `axis` + 1) → [..., (P + J − 1)·s,
+    ...] with out[p·s + t] = Σ y[p, t] and J = ⌈k / s⌉: the taps in groups of s (a split, whose
+    gradient is one concatenate of slices that XLA fuses), each group shifted by its index."""
+    p, k = y.shape[axis : axis + 2]
+    n_groups = -(-k // s)
+    total = 0
+    for j, group in enumerate(jnp.split(y, [s * g for g in range(1, n_groups)], axis=axis + 1)):
+        pad = [(0, 0)] * y.ndim
+        pad[axis], pad[axis + 1] = (j, n_groups - 1 - j), (0, s - group.shape[axis + 1])
+        total = total + jnp.pad(group, pad)
+    return total.reshape(*y.shape[:axis], (p + n_groups - 1) * s, *y.shape[axis + 2 :])
+
+
 def _transpose_by_phases(x: jax.Array, kernel: jax.Array, strides) -> jax.Array:
     """The full transposed convolution (lax padding k − 1 on both sides), by output phase.
 
     Input pixel h adds x[h]·kernel[t] to output h·s + t. One matrix product gives every tap's
-    contribution; output phase a (the positions ≡ a mod s) receives the taps t = a + s·j,
-    each a slab shifted by j, and the s×s phases interleave by a reshape: no products with
-    (and no sums of) the zeros of the dilated input. Output [B, (H−1)·sh + kh, ..., O].
+    contribution [B, H, W, kh, kw, O]; per kernel row, the column taps are overlap-added
+    (`_overlap_add`: in groups of s, each group shifted by one column, the groups' members
+    landing on the s column phases); then the kernel rows are summed by row phase and the
+    phases interleave by a stack and a reshape. No products with (or sums of) the zeros of the
+    dilated input, and the gradient's assembly of the taps' cotangents is one fusion. Output
+    [B, (H−1)·sh + kh, (W−1)·sw + kw, O].
     """
     kh, kw, o, i = kernel.shape
     b, h, w, _ = x.shape
     sh, sw = strides
     taps = kernel.transpose(3, 0, 1, 2).reshape(i, kh * kw * o)  # [I, kh·kw·O]
-    y = _matmul(x, taps).reshape(b, h, w, kh * kw, o)  # [B, H, W, kh·kw, O]
-    y = [part[:, :, :, 0] for part in jnp.split(y, kh * kw, axis=3)]  # gradient: a concatenate
-    m, n = h - 1 + -(-kh // sh), w - 1 + -(-kw // sw)  # rows / columns per phase
-    rows = []
+    y = _matmul(x, taps).reshape(b, h, w, kh, kw, o)  # [B, H, W, kh, kw, O]
+    rows = [_overlap_add(r[:, :, :, 0], 2, sw) for r in jnp.split(y, kh, axis=3)]  # [B,H,W',O]
+    m = h - 1 + -(-kh // sh)  # rows per phase
+    phases = []
     for a in range(sh):
-        row = []
-        for c in range(sw):
-            acc = jnp.zeros((b, m, n, o), x.dtype)
-            for p in range(a, kh, sh):
-                for q in range(c, kw, sw):
-                    t, u = p // sh, q // sw  # the slab's shift within the phase
-                    pad = ((0, 0), (t, m - h - t), (u, n - w - u), (0, 0))
-                    acc = acc + jnp.pad(y[p * kw + q], pad)  # [B, M, N, O]
-            row.append(acc)
-        rows.append(jnp.stack(row, axis=3))  # [B, M, N, sw, O]
-    out = jnp.stack(rows, axis=2).reshape(b, m * sh, n * sw, o)  # [B, M·sh, N·sw, O]
+        acc = jnp.zeros((b, m, *rows[0].shape[2:]), x.dtype)
+        for p in range(a, kh, sh):  # kernel row p lands on phase a, shifted by p // sh rows
+            acc = acc + jnp.pad(rows[p], ((0, 0), (p // sh, m - h - p // sh), (0, 0), (0, 0)))
+        phases.append(acc)
+    out = jnp.stack(phases, axis=2).reshape(b, m * sh, -1, o)  # [B, M·sh, W'', O]
     return out[:, : (h - 1) * sh + kh, : (w - 1) * sw + kw]
 
 

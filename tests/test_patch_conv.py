@@ -215,3 +215,28 @@ def test_one_channel_transposed_convs_take_banded_row_phases(key, monkeypatch):
         return jnp.sum(jnp.sin(patch_conv.conv_transpose2d(x, kernel, (2, 2), "SAME")))
 
     _banded_path_equals_the_general_one(monkeypatch, "_banded_transpose", f, x, kernel)
+
+
+@pytest.mark.parametrize(
+    "kernel_hw, strides, pad",
+    [((3, 5), (2, 3), "VALID"), ((4, 2), (3, 1), ((1, 2), (0, 3))), ((2, 3), (3, 2), "SAME")],
+)
+def test_phases_route_with_rectangular_kernels_and_unequal_strides(key, kernel_hw, strides, pad):
+    """The by-phase route (its rows and columns overlap-added separately) equals
+    `lax.conv_transpose`, values and gradients, when kernel sides and strides differ."""
+    kx, kk = jax.random.split(key)
+    x = jax.random.normal(kx, (2, 5, 6, 8))
+    kernel = jax.random.normal(kk, (*kernel_hw, 4, 8))  # [kh, kw, O, I]: I > O, the phases
+
+    def value_and_grads(fn):
+        loss = lambda x, k: jnp.sum(jnp.sin(fn(x, k)))  # noqa: E731
+        return fn(x, kernel), *jax.grad(loss, (0, 1))(x, kernel)
+
+    ours = value_and_grads(lambda x, k: patch_conv.conv_transpose2d(x, k, strides, pad))
+    ref = value_and_grads(
+        lambda x, k: jax.lax.conv_transpose(
+            x, k, strides, pad, dimension_numbers=("NHWC", "HWIO", "NHWC"), transpose_kernel=True
+        )
+    )
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
