@@ -250,6 +250,37 @@ def gradient_step(state, batch, key, *, loss_fn: Callable):
     return state.apply_gradients(grads=grads), {"loss": loss, **metrics}
 
 
+def micro_batch_size(batch: int, limit: int) -> int:
+    """Rows per micro-batch for `mean_over_micro_batches`: the largest divisor of `batch`
+    that is at most `limit`, or the whole batch when that divisor is below `limit` / 2
+    (a batch size with no divisor near the limit, e.g. a prime, is not cut into slivers)."""
+    size = max(d for d in range(1, min(batch, limit) + 1) if batch % d == 0)
+    return size if 2 * size >= min(batch, limit) else batch
+
+
+def mean_over_micro_batches(fn: Callable, size: int, *args: Any) -> Any:
+    """The mean of `fn(*micro_args)` over the micro-batches of `size` rows that every leaf
+    of `args` is cut into along its first axis (which `size` must divide), summed in a
+    `lax.scan`. For an `fn` that returns batch means (a loss and its gradient), this is
+    `fn(*args)` up to float rounding, with each micro-batch's intermediates a fraction of
+    the whole batch's: they stay in cache, which makes a convolutional decoder's step
+    faster on CPU (see `vae.train_step`)."""
+    n = int(np.shape(jax.tree.leaves(args)[0])[0])
+    if n % size:
+        raise ValueError(f"size {size} must divide the batch's {n} rows")
+    if size == n:
+        return fn(*args)
+    parts = jax.tree.map(lambda a: a.reshape(n // size, size, *a.shape[1:]), args)
+
+    def body(total, part):
+        return jax.tree.map(jnp.add, total, fn(*part)), None
+
+    first = jax.tree.map(lambda a: a[0], parts)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(fn, *first))
+    total, _ = jax.lax.scan(body, zeros, parts)
+    return jax.tree.map(lambda t: t / (n // size), total)
+
+
 def _rows(a, *, start: int, size: int) -> np.ndarray:
     return np.asarray(a[start : start + size])
 

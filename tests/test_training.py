@@ -166,3 +166,27 @@ def test_check_images():
         training.check_images("images", np.full((2, 28, 28, 1), np.nan))
     with pytest.raises(ValueError, match=r"\(28, 28, 1\)"):
         training.check_images("images", np.zeros((2, 32, 32, 1)), (28, 28, 1))
+
+
+@pytest.mark.parametrize(
+    "batch, limit, size", [(100, 20, 20), (64, 20, 16), (30, 20, 15), (8, 20, 8), (97, 20, 97),
+                           (22, 20, 11), (46, 20, 46), (128, 20, 16), (100, 1, 1)],
+)  # fmt: skip
+def test_micro_batch_size_is_a_near_divisor_or_the_whole_batch(batch, limit, size):
+    assert training.micro_batch_size(batch, limit) == size
+
+
+def test_mean_over_micro_batches_equals_the_whole_batch_mean():
+    """Batch means (of a value and of a pytree) over 5 micro-batches of 4 rows equal the
+    whole batch's, as computed in NumPy."""
+    x = np.arange(20 * 3, dtype=np.float32).reshape(20, 3) / 7.0
+    w = np.linspace(-1.0, 2.0, 20, dtype=np.float32)
+
+    def fn(x, w):
+        return jnp.mean(jnp.sum(x**2, axis=1) * w), {"m": jnp.mean(x, axis=0)}
+
+    value, aux = jax.jit(lambda x, w: training.mean_over_micro_batches(fn, 4, x, w))(x, w)
+    np.testing.assert_allclose(value, np.mean((x**2).sum(1) * w), rtol=1e-6)
+    np.testing.assert_allclose(aux["m"], x.mean(0), rtol=1e-6)
+    with pytest.raises(ValueError, match="must divide"):
+        training.mean_over_micro_batches(fn, 6, x, w)

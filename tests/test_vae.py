@@ -1,5 +1,6 @@
 """ConvVAE of post 003: architecture rules, losses in closed form, IWAE, training, end to end."""
 
+import functools
 import json
 
 import jax
@@ -215,6 +216,26 @@ def test_loss_decreases_and_step_compiles_once(tiny, mnist, compile_counter):
     assert float(m["loss"]) < 0.9 * float(m0["loss"]) and int(state.step) == start + 16
 
 
+def test_micro_batched_step_equals_the_whole_batch_step(tiny, mnist):
+    """`train_step` (gradients over micro-batches of 20) gives the step a whole-batch
+    gradient gives: same ε, loss, metrics and parameters after one Adam step."""
+    batch, key = jnp.asarray(mnist[0].images[:100]), jax.random.key(3)
+    whole = functools.partial(training.gradient_step, loss_fn=vae.loss_fn)
+    copy = functools.partial(jax.tree.map, jnp.array)  # the steps donate their input state
+    ours, m_ours = vae.train_step(copy(tiny), batch, key)
+    ref, m_ref = whole(copy(tiny), batch, key)
+    for name in ("loss", "bce", "kl"):
+        np.testing.assert_allclose(m_ours[name], m_ref[name], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(ours.params), jax.tree.leaves(ref.params), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # a batch of 7 (prime): no micro-batches, the whole-batch computation
+    small = batch[:7]
+    ours, _ = vae.train_step(copy(tiny), small, key)
+    ref, _ = whole(copy(tiny), small, key)
+    for a, b in zip(jax.tree.leaves(ours.params), jax.tree.leaves(ref.params), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-7)
+
+
 def test_sample_is_deterministic_per_key(tiny):
     images = vae.sample(tiny, jax.random.key(7), 100)
     assert images.shape == (100, 28, 28, 1) and np.all((images > 0) & (images < 1))
@@ -226,6 +247,7 @@ def test_sample_is_deterministic_per_key(tiny):
     "kw, match",
     [({"lr": -1.0}, "lr"), ({"batch_size": 0}, "batch_size"), ({"latent_dim": 0}, "latent_dim"),
      ({"iwae_images": 0}, "iwae_images"), ({"channels": (3, 8)}, "channels"),
+     ({"micro_batch": 0}, "micro_batch"),
      ({"channels": (1,)}, "channels")],
 )  # fmt: skip
 def test_bad_config_is_rejected_before_training(tmp_path, mnist, kw, match):
