@@ -39,7 +39,7 @@ def _reload(enc, dec, km, sd, centroids) -> None:
         km.centroids.copy_(centroids)
 
 
-def _param_rows(level, what, ours, enc, dec, km, sd, atol) -> list[dict]:
+def _param_rows(level, what, ours, enc, dec, km, sd, atol, rtol=0.0) -> list[dict]:
     """Worst row over every torch parameter (`ours`: flax tree; torch: `.grad` or values)."""
     mine = params_to_torch(ours, sd)
     from parity.checks import row
@@ -48,9 +48,11 @@ def _param_rows(level, what, ours, enc, dec, km, sd, atol) -> list[dict]:
     for module in (enc, dec):
         for k, p in module.named_parameters():
             theirs = p.grad if what == "grad" else p.detach()
-            rows.append(row(NAME, level, k, mine[k], theirs.numpy(), atol=atol))
+            rows.append(row(NAME, level, k, mine[k], theirs.numpy(), atol=atol, rtol=rtol))
     theirs = km.centroids.grad if what == "grad" else km.centroids.detach()
-    rows.append(row(NAME, level, "centroids", ours["params"]["centroids"], theirs.numpy(), atol))
+    rows.append(
+        row(NAME, level, "centroids", ours["params"]["centroids"], theirs.numpy(), atol, rtol)
+    )
     return rows
 
 
@@ -82,7 +84,9 @@ def check_deep_kmeans(steps: int = 50, batch_size: int = 32, alpha: float = 0.5)
         t_loss = ref_lib.loss(enc, dec, km, _nchw(x), alpha)
         t_loss.backward()
         rows.append(row(NAME, "L1", f"loss (α={alpha})", value, t_loss.item(), atol=1e-6))
-        g_rows = _param_rows("L1", "grad", grads, enc, dec, km, sd, atol=1e-6)
+        # rtol as ae-conv's (the same decoder): decoder.7's bias gradient sums 12,544 terms
+        # to ~0.2, and float32 rounds that to ~5e-6 relative, over a bare atol of 1e-6
+        g_rows = _param_rows("L1", "grad", grads, enc, dec, km, sd, atol=1e-6, rtol=1e-4)
         rows.append(_worst([r for r in g_rows if r["what"].startswith("encoder")], "encoder grads"))
         rows.append(_worst([r for r in g_rows if r["what"].startswith("decoder")], "decoder grads"))
         rows.append(_worst([r for r in g_rows if r["what"] == "centroids"], "centroid grads"))
