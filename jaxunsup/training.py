@@ -267,7 +267,9 @@ def mean_over_micro_batches(fn: Callable, size: int, *args: Any) -> Any:
     faster on CPU (see `vae.train_step`)."""
     n = int(np.shape(jax.tree.leaves(args)[0])[0])
     if n % size:
-        raise ValueError(f"size {size} must divide the batch's {n} rows")
+        raise ValueError(
+            f"size {size} must divide the batch's {n} rows; pick one with micro_batch_size"
+        )
     if size == n:
         return fn(*args)
     parts = jax.tree.map(lambda a: a.reshape(n // size, size, *a.shape[1:]), args)
