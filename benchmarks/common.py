@@ -60,6 +60,27 @@ def matmul_peak_gflop_s(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+@functools.cache
+def memory_bandwidth_gb_s(repeats: int = 5) -> float:
+    """This machine's memory rate under XLA in GB/s: a jitted `a · 0.5 + 0.25` over 2**25
+    float32 on a CPU (128 MiB, beyond any cache), 2**28 on an accelerator, counting the read
+    and the write, best of `repeats`. The input is donated, so the output reuses its buffer:
+    a fresh 128 MiB output would time the page faults (7 GB/s here instead of 50). The
+    ceiling for a pass that streams its data. Measured once per process."""
+    import jax
+    import jax.numpy as jnp
+
+    n = 2**25 if jax.default_backend() == "cpu" else 2**28
+    f = jax.jit(lambda a: a * 0.5 + 0.25, donate_argnums=0)
+    a = f(jnp.ones((n,), jnp.float32)).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a = f(a).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * 4 * n / best / 1e9
+
+
 def add_roofline(rows: list[dict]) -> list[dict]:
     """For a bench whose jaxunsup row carries `mflop_per_image`: every row gets the rate in
     GFLOP/s that its images/s means at that work per image (torch's FlopCounterMode counts

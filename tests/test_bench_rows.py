@@ -78,3 +78,16 @@ def test_roofline_rates_share_and_ceiling(bench, monkeypatch):
     assert torch_row["gflop_per_s"] == 5.0 and torch_row["ceiling_speedup"] == 20.0
     assert "ceiling_speedup" not in variant and "gflop_per_s" in variant
     assert "gflop_per_s" not in other  # different work: left alone
+
+
+def test_kmeans_roofline_counts_products_and_streamed_bytes(bench, monkeypatch):
+    import bench_kmeans
+    import common
+
+    monkeypatch.setattr(common, "matmul_peak_gflop_s", lambda: 1000.0)
+    monkeypatch.setattr(common, "memory_bandwidth_gb_s", lambda: 100.0)
+    row = bench_kmeans._roofline(n=1000, d=7, k=5, sweeps=2, seconds=1e-6)
+    # 2·N·K·D = 70,000 FLOP a sweep, two sweeps in 1 µs: 140 GFLOP/s of a 1,000 peak
+    assert row["jax_gflop_s"] == 140.0 and row["share_of_matmul_peak"] == 0.14
+    # 4·N·(D + 3) = 40,000 bytes a sweep: 80 GB/s of 100
+    assert row["jax_gb_s"] == 80.0 and row["share_of_bandwidth"] == 0.8
