@@ -222,7 +222,7 @@ def test_micro_batched_step_equals_the_whole_batch_step(tiny, mnist):
     batch, key = jnp.asarray(mnist[0].images[:100]), jax.random.key(3)
     whole = functools.partial(training.gradient_step, loss_fn=vae.loss_fn)
     copy = functools.partial(jax.tree.map, jnp.array)  # the steps donate their input state
-    ours, m_ours = vae.train_step(copy(tiny), batch, key)
+    ours, m_ours = vae.train_step(copy(tiny), batch, key, micro_batch=20)
     ref, m_ref = whole(copy(tiny), batch, key)
     for name in ("loss", "bce", "kl"):
         np.testing.assert_allclose(m_ours[name], m_ref[name], rtol=1e-5)
@@ -230,10 +230,19 @@ def test_micro_batched_step_equals_the_whole_batch_step(tiny, mnist):
         np.testing.assert_allclose(a, b, atol=1e-6)
     # a batch of 7 (prime): no micro-batches, the whole-batch computation
     small = batch[:7]
-    ours, _ = vae.train_step(copy(tiny), small, key)
+    ours, _ = vae.train_step(copy(tiny), small, key, micro_batch=20)
     ref, _ = whole(copy(tiny), small, key)
     for a, b in zip(jax.tree.leaves(ours.params), jax.tree.leaves(ref.params), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-7)
+
+
+def test_default_micro_batch_splits_on_cpu_only(monkeypatch):
+    """20-row micro-batches on CPU (cache-sized); one whole-batch computation elsewhere."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert vae.default_micro_batch(100) == vae.MICRO_BATCH == 20
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert vae.default_micro_batch(100) == 100
+    assert training.micro_batch_size(100, vae.default_micro_batch(100)) == 100
 
 
 def test_sample_is_deterministic_per_key(tiny):
