@@ -65,7 +65,7 @@ def cpu_model() -> str:
 
 def _context() -> dict:
     import sklearn
-    from common import matmul_peak_gflop_s
+    from common import matmul_peak_gflop_s, torch_device
 
     dev = jax.devices()[0]
     return {
@@ -73,6 +73,7 @@ def _context() -> dict:
         "device": f"{dev.platform}:{dev.device_kind}",
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "torch_device": str(torch_device()),
         "machine": platform.machine(),
         "cpu_model": cpu_model(),
         "matmul_peak_gflop_s": round(matmul_peak_gflop_s(), 1),

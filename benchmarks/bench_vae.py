@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from common import step_mflop
+from common import step_mflop, torch_device, torch_sync
 
 from jaxunsup import data, training, vae
 from parity import torch_vae
@@ -30,34 +30,41 @@ def _ours(images: np.ndarray, epochs: int, batch_size: int, matmul_convs: bool =
 
 
 def _model() -> torch.nn.Module:
-    return torch_vae.ConvVAE(input_size=28, channels=[1, 32, 64], latent_dim=2)
+    return torch_vae.ConvVAE(input_size=28, channels=[1, 32, 64], latent_dim=2).to(torch_device())
 
 
 def _torch_dataloader(images: np.ndarray, epochs: int, batch_size: int) -> float:
-    """The post's loop: a shuffling DataLoader, `randn_like` noise, Adam(1e-3)."""
+    """The post's loop: a shuffling DataLoader, each batch moved to the device, `randn_like`
+    noise, Adam(1e-3)."""
     x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     dataset = torch.utils.data.TensorDataset(x, torch.zeros(len(x), dtype=torch.long))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
-    model = _model()
-    torch_vae.train_steps(model, [x[:batch_size]], [None])  # warm-up
+    model, dev = _model(), torch_device()
+    torch_vae.train_steps(model, [x[:batch_size].to(dev)], [None])  # warm-up
+    torch_sync(dev)
     start = time.perf_counter()
     for _ in range(epochs):
-        batches = [b[0] for b in loader]
+        batches = [b[0].to(dev) for b in loader]
         torch_vae.train_steps(model, batches, [None] * len(batches))
+    torch_sync(dev)
     return time.perf_counter() - start
 
 
 def _torch_sliced(images: np.ndarray, epochs: int, batch_size: int) -> float:
-    """A leaner PyTorch loop: pre-loaded tensor, one permutation per epoch, slices."""
-    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    """A leaner PyTorch loop: the data pre-loaded on the device, one permutation per epoch,
+    slices."""
+    dev = torch_device()
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(dev)
     model = _model()
     steps = len(x) // batch_size
     torch_vae.train_steps(model, [x[:batch_size]], [None])
+    torch_sync(dev)
     start = time.perf_counter()
     for _ in range(epochs):
-        perm = torch.randperm(len(x))
+        perm = torch.randperm(len(x), device=dev)
         batches = [x[perm[i * batch_size : (i + 1) * batch_size]] for i in range(steps)]
         torch_vae.train_steps(model, batches, [None] * steps)
+    torch_sync(dev)
     return time.perf_counter() - start
 
 

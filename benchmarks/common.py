@@ -42,6 +42,23 @@ def step_mflop(step, state, batch) -> float:
     return cost["flops"] / len(batch) / 1e6
 
 
+def torch_device():
+    """The device the PyTorch references train on: CUDA when this torch sees a GPU (the
+    posts' own `device = 'cuda' if torch.cuda.is_available() else 'cpu'`), else the CPU, so
+    an accelerator's rows compare GPU with GPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def torch_sync(device) -> None:
+    """Waits for `device`'s queued work (a CUDA timer must not stop before the kernels do)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 @functools.cache
 def matmul_peak_gflop_s(n: int = 2048, repeats: int = 5) -> float:
     """This machine's float32 matrix-product rate under XLA (an n×n by n×n product, best of
