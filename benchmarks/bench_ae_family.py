@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from common import step_mflop, throughput_rows
+from common import step_mflop, throughput_rows, torch_device, torch_sync
 
 from jaxunsup import ae_conv, ae_keras, data, training
 from parity import torch_autoencoders as ta
@@ -40,18 +40,22 @@ def _mflop(module, cfg, images: np.ndarray) -> float:
 def _torch_epochs(model, images: np.ndarray, epochs: int, batch_size: int, lr: float, eps: float,
                   loader: bool) -> float:  # fmt: skip
     # ndarray.copy() is C-ordered: standard NCHW strides even for C = 1 (the post's view())
-    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
-    ta.train_steps(model, [x[:batch_size]], lr, eps)  # warm-up
+    x, dev = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), torch_device()
+    x_dev, model = x.to(dev), model.to(dev)
+    ta.train_steps(model, [x_dev[:batch_size]], lr, eps)  # warm-up
     steps = len(x) // batch_size
+    torch_sync(dev)
     start = time.perf_counter()
     for _ in range(epochs):
-        if loader:  # the seed's loop: DataLoader(TensorDataset, shuffle=True)
+        if loader:  # the seed's loop: DataLoader(TensorDataset, shuffle=True), to the device
             dataset = torch.utils.data.TensorDataset(x)
-            batches = (b[0] for b in torch.utils.data.DataLoader(dataset, batch_size, True))
+            loaded = torch.utils.data.DataLoader(dataset, batch_size, True)
+            batches = (b[0].to(dev) for b in loaded)
         else:
-            perm = torch.randperm(len(x))
-            batches = (x[perm[i * batch_size : (i + 1) * batch_size]] for i in range(steps))
+            perm = torch.randperm(len(x), device=dev)
+            batches = (x_dev[perm[i * batch_size : (i + 1) * batch_size]] for i in range(steps))
         ta.train_steps(model, batches, lr, eps)
+    torch_sync(dev)
     return time.perf_counter() - start
 
 

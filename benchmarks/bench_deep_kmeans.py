@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from common import step_mflop, throughput_rows
+from common import step_mflop, throughput_rows, torch_device, torch_sync
 
 from jaxunsup import data, deep_kmeans, training
 from parity import torch_deep_kmeans as ref
@@ -54,17 +54,20 @@ def _mflop(images: np.ndarray, batch_size: int) -> float:
 
 def _torch(images: np.ndarray, epochs: int, batch_size: int, kmeans_cls) -> float:
     """The post's loop (shuffled batches of a pre-loaded tensor), α = λ."""
-    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    dev = torch_device()
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(dev)
     torch.manual_seed(0)
-    enc, dec = ref.Encoder(10), ref.Decoder(10)
-    km = kmeans_cls(10, 10, torch.rand(10, 10))
+    enc, dec = ref.Encoder(10).to(dev), ref.Decoder(10).to(dev)
+    km = kmeans_cls(10, 10, torch.rand(10, 10)).to(dev)
     steps = len(x) // batch_size
     ref.train_steps(enc, dec, km, [x[:batch_size]], [1e-3])  # warm-up
+    torch_sync(dev)
     start = time.perf_counter()
     for _ in range(epochs):
-        perm = torch.randperm(len(x))
+        perm = torch.randperm(len(x), device=dev)
         batches = [x[perm[i * batch_size : (i + 1) * batch_size]] for i in range(steps)]
         ref.train_steps(enc, dec, km, batches, [1e-3] * steps)
+    torch_sync(dev)
     return time.perf_counter() - start
 
 

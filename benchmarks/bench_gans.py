@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from common import step_mflop, throughput_rows
+from common import step_mflop, throughput_rows, torch_device, torch_sync
 
 from jaxunsup import data, dcgan, gan, gan_simple, training
 from parity import torch_gans
@@ -34,25 +34,28 @@ def _ours(state, step, images, epochs, batch_size) -> float:
 
 
 def _torch_post000(make_nets, images, epochs, batch_size, loader: bool) -> float:
-    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-    g, d = make_nets()
+    x, dev = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), torch_device()
+    x_dev = x.to(dev)
+    g, d = (net.to(dev) for net in make_nets())
     g_opt, d_opt = torch.optim.Adam(g.parameters(), 2e-4), torch.optim.Adam(d.parameters(), 2e-4)
     steps = len(x) // batch_size
 
     def noises(n):
         while True:
-            yield torch.randn(n, 128), torch.randn(n, 128)
+            yield torch.randn(n, 128, device=dev), torch.randn(n, 128, device=dev)
 
-    torch_gans.post000_train_steps(g, d, g_opt, d_opt, [x[:batch_size]], noises(batch_size))
+    torch_gans.post000_train_steps(g, d, g_opt, d_opt, [x_dev[:batch_size]], noises(batch_size))
+    torch_sync(dev)
     start = time.perf_counter()
     for _ in range(epochs):
-        if loader:  # the post: DataLoader(trainset, batch_size=100, shuffle=True)
+        if loader:  # the post: DataLoader(trainset, batch_size=100, shuffle=True), to the device
             ds = torch.utils.data.TensorDataset(x, torch.zeros(len(x), dtype=torch.long))
-            it = (b[0] for b in torch.utils.data.DataLoader(ds, batch_size, shuffle=True))
+            it = (b[0].to(dev) for b in torch.utils.data.DataLoader(ds, batch_size, shuffle=True))
         else:
-            perm = torch.randperm(len(x))
-            it = (x[perm[i * batch_size : (i + 1) * batch_size]] for i in range(steps))
+            perm = torch.randperm(len(x), device=dev)
+            it = (x_dev[perm[i * batch_size : (i + 1) * batch_size]] for i in range(steps))
         torch_gans.post000_train_steps(g, d, g_opt, d_opt, it, noises(batch_size))
+    torch_sync(dev)
     return time.perf_counter() - start
 
 

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from common import torch_device, torch_sync
 
 from jaxunsup import data, vgg
 from jaxunsup import style_transfer as st
@@ -31,8 +32,8 @@ from parity import torch_style
 from parity.convert import params_to_torch
 
 
-def _nchw(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None]))
+def _nchw(image: np.ndarray) -> torch.Tensor:  # on the device the post would use
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None])).to(torch_device())
 
 
 def _setup(size: int):  # images, VGG19 (pretrained if found), the same weights in torch
@@ -44,7 +45,7 @@ def _setup(size: int):  # images, VGG19 (pretrained if found), the same weights 
     cnn.load_state_dict({k.removeprefix("features."): torch.from_numpy(v) for k, v in sd.items()})
     params = vgg.truncate(full, st.Config().style_layers)
     label = "torchvision weights" if path else "random VGG19 weights"
-    return content, style, params, cnn.eval(), label
+    return content, style, params, cnn.eval().to(torch_device()), label
 
 
 def _best_of(fn, reps: int, trials: int = 3) -> float:
@@ -74,6 +75,7 @@ def _torch_closure(cnn, content, style, frozen: bool):
         style_score = sum(sl.loss for sl in style_losses)
         content_score = sum(cl.loss for cl in content_losses)
         (1e5 * style_score + content_score).backward()
+        torch_sync(img.device)  # timed: the kernels must have finished
         return style_score + content_score
 
     return closure

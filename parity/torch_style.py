@@ -1,7 +1,8 @@
 """Post 000 §6's PyTorch style transfer, restated (the reference for `jaxunsup.style_transfer`).
 
 `ContentLoss`, `StyleLoss`, `gram_matrix`, `Normalization`, `get_style_model_and_losses` and
-`run_style_transfer` follow the post line by line; the only changes: the device is the CPU,
+`run_style_transfer` follow the post line by line; the only changes: the device is the inputs'
+(the post's global `device`; the parity checks use the CPU),
 `get_style_model_and_losses` takes the layer lists as arguments (defaulting to the post's),
 and `run_style_transfer` records every closure call and accepts LBFGS arguments.
 torchvision is not needed: `vgg19_features()` builds `torchvision.models.vgg19().features`'s
@@ -87,8 +88,8 @@ def get_style_model_and_losses(
     content_layers=("conv_4",),
     style_layers=("conv_1", "conv_2", "conv_3", "conv_4", "conv_5"),
 ):
-    normalization_mean = torch.tensor([0.485, 0.456, 0.406])
-    normalization_std = torch.tensor([0.229, 0.224, 0.225])
+    normalization_mean = torch.tensor([0.485, 0.456, 0.406], device=style_img.device)
+    normalization_std = torch.tensor([0.229, 0.224, 0.225], device=style_img.device)
     normalization = Normalization(normalization_mean, normalization_std)
     content_losses = []
     style_losses = []
