@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 from jaxunsup import checkpoint, cli, data, training, vae
 
@@ -121,6 +121,11 @@ def test_bernoulli_nll_matches_the_posts_formula_and_stays_finite():
     sat = jnp.array([[1e4, -1e4, 100.0, -100.0]])
     got = vae.bernoulli_nll(sat, jnp.array([[0.0, 1.0, 1.0, 0.0]]))
     np.testing.assert_allclose(got, [2e4], rtol=1e-6)
+    # its gradient is sigmoid(l) − x, also at 0 (where max and |·| have kinks) and saturated
+    ls = jnp.array([[0.0, 0.0, 3.0, -3.0, 1e4, -1e4]])
+    xs = jnp.array([[0.0, 1.0, 0.25, 0.75, 0.0, 1.0]])
+    grad = jax.grad(lambda v: jnp.sum(vae.bernoulli_nll(v, xs)))(ls)
+    np.testing.assert_allclose(grad, special.expit(np.asarray(ls)) - xs, atol=1e-7)
 
 
 def test_manifold_latents_are_normal_quantiles():
