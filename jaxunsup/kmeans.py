@@ -309,6 +309,12 @@ class _Plan(NamedTuple):
     streams: int
 
 
+@functools.lru_cache(maxsize=64)
+def _plan(k, init, n_init, empty, exact, n, d, chunk_size, streams) -> _Plan:
+    """The `_Plan` of a call (cached: repeated small fits skip the tiling arithmetic)."""
+    return _Plan(k, init, n_init, empty, exact, *_tiling(n, k, d, chunk_size, streams, exact))
+
+
 @functools.partial(jax.jit, static_argnames="plan")
 def _kmeans(key, x, w, init_array, tol, max_iter, plan: _Plan):
     """(KMeansResult, [whether x is all finite, whether the init array is]): the caller
@@ -480,7 +486,9 @@ def _as_data(x, name: str = "X", n_features: int | None = None, device_check: bo
     jax.Array's finiteness to the caller (`kmeans` reads it from its own compiled call).
     """
     dtype = _float_dtype()
-    if isinstance(x, jax.Array):
+    if isinstance(x, jax.Array) and x.dtype == dtype:
+        arr = x  # the common case: no dtype checks (each jnp.issubdtype costs ~2 µs)
+    elif isinstance(x, jax.Array):
         if not jnp.issubdtype(x.dtype, jnp.bool_) and not jnp.issubdtype(x.dtype, jnp.number):
             raise ValueError(f"{name} must be numeric, got dtype {x.dtype}.")
         if jnp.issubdtype(x.dtype, jnp.complexfloating):
@@ -563,7 +571,7 @@ def _check_init(init, n_clusters: int, n_features: int):
         return init, None
     traced = isinstance(init, jax.core.Tracer)
     device = isinstance(init, jax.Array) and not traced  # finiteness: checked by `kmeans`
-    if device and not (
+    if (device and init.dtype != _float_dtype()) and not (
         jnp.issubdtype(init.dtype, jnp.floating) or jnp.issubdtype(init.dtype, jnp.integer)
     ):
         raise ValueError(
@@ -623,7 +631,7 @@ def kmeans(key, x, n_clusters: int, *, init="k-means++", n_init: int = 1, max_it
         _check_int("chunk_size", chunk_size)
     if streams is not None:
         _check_int("streams", streams)
-    plan = _Plan(k, name, n_init, empty, exact, *_tiling(n, k, d, chunk_size, streams, exact))
+    plan = _plan(k, name, n_init, empty, exact, n, d, chunk_size, streams)
     init_array = arr if arr is None or arr.dtype == x.dtype else arr.astype(x.dtype)
     tol, max_iter = _scalar(float(tol), np.dtype(x.dtype)), _scalar(max_iter, np.dtype(np.int32))
     if _threaded(plan, n * k * d, key, x, w, init_array):
