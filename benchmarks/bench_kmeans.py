@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 import warnings
 
+import common
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,15 +66,13 @@ def _roofline(n: int, d: int, k: int, sweeps: int, seconds: float) -> dict:
     (2·N·K·D a sweep) and its share of the matmul peak; GB/s of the data each sweep streams
     (X, the labels read and written, the weights: 4·N·(D + 3) bytes) and its share of the
     memory bandwidth. Neither share can pass 1; the larger says which ceiling binds."""
-    from common import matmul_peak_gflop_s, memory_bandwidth_gb_s
-
     gflop_s = 2 * n * k * d * sweeps / seconds / 1e9
     gb_s = 4 * n * (d + 3) * sweeps / seconds / 1e9
     return {
         "jax_gflop_s": round(gflop_s, 1),
-        "share_of_matmul_peak": round(gflop_s / matmul_peak_gflop_s(), 3),
+        "share_of_matmul_peak": round(gflop_s / common.matmul_peak_gflop_s(), 3),
         "jax_gb_s": round(gb_s, 1),
-        "share_of_bandwidth": round(gb_s / memory_bandwidth_gb_s(), 3),
+        "share_of_bandwidth": round(gb_s / common.memory_bandwidth_gb_s(), 3),
     }
 
 
