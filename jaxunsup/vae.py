@@ -31,7 +31,9 @@ Deviations:
   rows (`Config.micro_batch`; `training.mean_over_micro_batches`), with the ε the whole batch
   would draw: the post's gradient up to float rounding (tested), 20-27% faster on CPU. On an
   accelerator the whole batch is one computation (its activations fit in no CPU cache
-  anyway, and five sequential pieces would only add launches).
+  anyway, and five sequential pieces would only add launches). Evaluation (`elbo`,
+  `iwae_nll`, `encode`, `decode`) runs its rows in parts of 20 the same way (`in_parts`):
+  `iwae_nll` with k=100 on 1,000 images took 12-14 s instead of 34 s on a 2-core CPU.
 
 Run: `jaxunsup run vae-z2 --workdir runs/vae-z2` (`vae-z4` for latent 4; `--preset quick`).
 """
@@ -252,6 +254,15 @@ def default_micro_batch(batch: int) -> int:
     return MICRO_BATCH if jax.default_backend() == "cpu" else batch
 
 
+def in_parts(fn, *args):
+    """`fn(*args)` for row-wise `fn`, over parts of `default_micro_batch` rows
+    (`training.map_over_micro_batches`): on CPU the decoder's activations then stay in cache,
+    2.8-3.3× faster per row than one pass over 100-2,000 rows; on an accelerator one pass."""
+    n = int(jax.tree.leaves(args)[0].shape[0])
+    size = training.micro_batch_size(n, default_micro_batch(n))
+    return training.map_over_micro_batches(fn, size, *args)
+
+
 @functools.partial(jax.jit, static_argnames="micro_batch", donate_argnums=0)
 def train_step(state, batch, key, *, micro_batch: int | None = None):
     """One Adam step on the post's loss (`loss_fn`: the same ε, drawn for the whole batch
@@ -276,9 +287,13 @@ def log_importance_weights(params, apply_fn, x, eps):
     b, k, d = eps.shape
     mean, logvar = apply_fn(params, x, method="encode")  # [B, latent] each
     z = mean[:, None, :] + jnp.exp(0.5 * logvar)[:, None, :] * eps  # [B, K, latent]
-    logits = apply_fn(params, z.reshape(b * k, d), method="decode_logits")  # [B·K, H, W, C]
-    targets = jnp.broadcast_to(x[:, None], (b, k, *x.shape[1:])).reshape(logits.shape)
-    log_px = -bernoulli_nll(logits, targets).reshape(b, k)
+
+    def log_px_of(z_rows, image):  # [R, latent], [R] (the image each sample is of) → [R]
+        logits = apply_fn(params, z_rows, method="decode_logits")  # [R, H, W, C]
+        return -bernoulli_nll(logits, x[image])
+
+    image = jnp.repeat(jnp.arange(b), k)  # [B·K]
+    log_px = in_parts(log_px_of, z.reshape(b * k, d), image).reshape(b, k)
     log_pz = -0.5 * jnp.sum(z**2 + LOG_2PI, axis=-1)
     log_qz = -0.5 * jnp.sum(eps**2 + logvar[:, None, :] + LOG_2PI, axis=-1)
     return log_px + log_pz - log_qz
@@ -299,7 +314,7 @@ def _image_eps(key, index, shape):
 def _elbo_batch(params, apply_fn, key, batch):
     images, index = batch
     eps = _image_eps(key, index, (latent_dim_of(params),))  # [B, latent]
-    bce, kl = negative_elbo_terms(params, apply_fn, images, eps)
+    bce, kl = in_parts(functools.partial(negative_elbo_terms, params, apply_fn), images, eps)
     return -(bce + kl)
 
 
@@ -333,7 +348,7 @@ def iwae_nll(state, images, key, k: int = 100, chunk: int = 2000) -> np.ndarray:
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "method"))
 def _apply(params, apply_fn, x, method):
-    return apply_fn(params, x, method=method)
+    return in_parts(lambda rows: apply_fn(params, rows, method=method), x)
 
 
 def encode(state, images) -> tuple[np.ndarray, np.ndarray]:

@@ -176,6 +176,24 @@ def test_micro_batch_size_is_a_near_divisor_or_the_whole_batch(batch, limit, siz
     assert training.micro_batch_size(batch, limit) == size
 
 
+def test_map_over_micro_batches_keeps_every_row_in_place():
+    """A row-wise function over 5 micro-batches of 4 rows gives the whole batch's rows, in
+    order, for a pytree output whose leaves have different trailing shapes (NumPy reference)."""
+    x = np.arange(20 * 3, dtype=np.float32).reshape(20, 3) / 7.0
+    w = np.linspace(-1.0, 2.0, 20, dtype=np.float32)
+
+    def fn(x, w):
+        return {"s": jnp.sum(x**2, axis=1) * w, "outer": x[:, :, None] * x[:, None, :]}
+
+    out = jax.jit(lambda x, w: training.map_over_micro_batches(fn, 4, x, w))(x, w)
+    np.testing.assert_allclose(out["s"], (x**2).sum(1) * w, rtol=1e-6)
+    np.testing.assert_allclose(out["outer"], x[:, :, None] * x[:, None, :], rtol=1e-6)
+    whole = training.map_over_micro_batches(fn, 20, x, w)  # one part: fn itself
+    np.testing.assert_allclose(whole["s"], out["s"], rtol=1e-6)
+    with pytest.raises(ValueError, match="must divide"):
+        training.map_over_micro_batches(fn, 6, x, w)
+
+
 def test_mean_over_micro_batches_equals_the_whole_batch_mean():
     """Batch means (of a value and of a pytree) over 5 micro-batches of 4 rows equal the
     whole batch's, as computed in NumPy."""

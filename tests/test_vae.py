@@ -241,6 +241,48 @@ def test_micro_batched_step_equals_the_whole_batch_step(tiny, mnist):
         np.testing.assert_allclose(a, b, atol=1e-7)
 
 
+def test_evaluation_in_parts_equals_one_pass(tiny, mnist, monkeypatch):
+    """The importance weights and the ELBO terms computed in 20-row parts (`vae.in_parts`,
+    the CPU default: a `lax.map` over the parts) equal one pass over all rows: each sample is
+    scored against its own image, in order."""
+    x = jnp.asarray(mnist[1].images[:40])
+    eps = jax.random.normal(jax.random.key(7), (40, 5, 2))  # 200 decoder rows
+    elbo_terms = functools.partial(vae.negative_elbo_terms, tiny.params, tiny.apply_fn)
+
+    def run():  # new functions each time: jax caches traces by function
+        def weights():
+            return vae.log_importance_weights(tiny.params, tiny.apply_fn, x, eps)
+
+        def terms():
+            return vae.in_parts(elbo_terms, x, eps[:, 0])
+
+        scans = [  # a lax.map at the top: the parts
+            any(e.primitive.name == "scan" for e in jax.make_jaxpr(f)().eqns)
+            for f in (weights, terms)
+        ]
+        return scans, jax.jit(weights)(), jax.jit(terms)()
+
+    monkeypatch.setattr(vae, "default_micro_batch", lambda batch: 20)
+    scans, w_parts, t_parts = run()
+    assert scans == [True, True]  # 10 and 2 parts
+    monkeypatch.setattr(vae, "default_micro_batch", lambda batch: batch)
+    scans, w_whole, t_whole = run()
+    assert scans == [False, False]
+    np.testing.assert_allclose(w_parts, w_whole, rtol=1e-5)
+    for a, b in zip(t_parts, t_whole, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    # NumPy reference: sample j of image i scored against image i
+    mean, logvar = (np.asarray(a, np.float64) for a in vae.encode(tiny, x))
+    sd = np.exp(0.5 * logvar)[:, None]  # [40, 1, 2]
+    z = mean[:, None] + sd * np.asarray(eps, np.float64)  # [40, 5, 2]
+    probs = np.asarray(vae.decode(tiny, z.reshape(200, 2)), np.float64).reshape(40, 5, -1)
+    xx = np.asarray(x, np.float64).reshape(40, 1, -1)
+    log_px = np.sum(xx * np.log(probs) + (1 - xx) * np.log1p(-probs), axis=-1)
+    log_q = stats.norm.logpdf(z, mean[:, None], sd).sum(-1)
+    ref = log_px + stats.norm.logpdf(z).sum(-1) - log_q  # [40, 5]
+    np.testing.assert_allclose(w_whole, ref, rtol=1e-4)
+
+
 def test_default_micro_batch_splits_on_cpu_only(monkeypatch):
     """20-row micro-batches on CPU (cache-sized); one whole-batch computation elsewhere."""
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
