@@ -38,3 +38,20 @@ def test_guide_code_runs(capsys):
     out = capsys.readouterr().out
     assert "dl/dw at w = 1: 18.0" in out
     assert "cannot reshape array of shape (9,)" in out
+
+
+README = GUIDE.parents[1] / "README.md"
+
+
+def test_readme_library_example_runs():
+    """The README's "Library use" block runs as written and gives what its comments say."""
+    blocks = python_blocks(README.read_text())
+    assert len(blocks) == 1, "the README has one python block; test each one added"
+    line, code = blocks[0]
+    namespace: dict = {"__name__": "readme"}
+    exec(compile("\n" * (line - 1) + code, str(README), "exec"), namespace)
+    train, history, codes = namespace["train"], namespace["history"], namespace["codes"]
+    assert train.images.shape[1:] == (28, 28, 1)
+    assert [row["epoch"] for row in history] == list(range(1, namespace["cfg"].epochs + 1))
+    assert history[-1]["loss"] < history[0]["loss"]  # it trains
+    assert codes.shape == (len(train.images), 10)
