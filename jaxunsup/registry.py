@@ -133,7 +133,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             summary="flexible ConvVAE (1-32-64), latent 2, BCE + KL, Adam 1e-3, IWAE NLL",
             config=vae.Config,
             run=vae.run,
-            quick=vae.QUICK,  # 2 epochs of the embedded 4,000 digits; IWAE on all 1,000 test images
+            quick=vae.QUICK,  # 6 epochs of the embedded 4,000 digits; IWAE on 500 test images
         ),
         Experiment(
             name="vae-z4",
