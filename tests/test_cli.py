@@ -89,3 +89,14 @@ def test_run_kmeans_circles_through_the_cli(capsys, tmp_path):
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["kmeans"]["inertia"] > 0 and (tmp_path / "kmeans_circles.png").exists()
     assert "results:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("preset", ["default", "quick", "full"])
+def test_every_preset_makes_its_config(preset):
+    """Each experiment's presets name real Config fields (a misspelt key would only fail in
+    `make demo`) and land in the Config it makes."""
+    for name, exp in EXPERIMENTS.items():
+        cfg = exp.make_config(preset)
+        assert isinstance(cfg, exp.config), name
+        for field, value in {"default": {}, "quick": exp.quick, "full": exp.full}[preset].items():
+            assert getattr(cfg, field) == value, (name, field)
