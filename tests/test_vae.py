@@ -292,6 +292,25 @@ def test_default_micro_batch_splits_on_cpu_only(monkeypatch):
     assert training.micro_batch_size(100, vae.default_micro_batch(100)) == 100
 
 
+def test_decoder_jacobian_by_forward_and_reverse_mode(tiny):
+    """d pixels / d z (latent geometry: a pull-back metric, a tangent space) by forward mode
+    and by reverse mode agree and match central differences: no layer on the decoder's path
+    is reverse-only (a custom VJP would make `jacfwd` raise)."""
+    z = jnp.array([[0.3, -0.7]])
+
+    def pixels(z):
+        return tiny.apply_fn(tiny.params, z, method="decode").reshape(-1)  # [784]
+
+    forward, reverse = jax.jacfwd(pixels)(z)[:, 0], jax.jacrev(pixels)(z)[:, 0]  # [784, 2]
+    np.testing.assert_allclose(forward, reverse, rtol=1e-4, atol=1e-6)
+    h = 1e-3  # small: a wider step crosses ReLU kinks
+    for i in range(2):
+        step = h * jnp.eye(2)[i][None]
+        central = (pixels(z + step) - pixels(z - step)) / (2 * h)
+        np.testing.assert_allclose(forward[:, i], central, atol=2e-3)
+    assert float(jnp.max(jnp.abs(forward))) > 1e-3  # the decoder depends on z at all
+
+
 def test_sample_is_deterministic_per_key(tiny):
     images = vae.sample(tiny, jax.random.key(7), 100)
     assert images.shape == (100, 28, 28, 1) and np.all((images > 0) & (images < 1))
