@@ -88,7 +88,7 @@ class Z4Config(Config):
     latent_dim: int = 4
 
 
-# `reproduce --quick`: 40-55 s each on a 2-core machine, embedded data (4,000/1,000). Six
+# `reproduce --quick`: 40-45 s each on a 2-core machine, embedded data (4,000/1,000). Six
 # epochs, enough for the latent map to separate digits (after two the z=2 means sat in one
 # blob); the IWAE estimate (~12 ms an image at k=100) on the first 500 test images (shuffled
 # classes) to stay in the minute.

@@ -1,4 +1,5 @@
-"""The guide `docs/tensors-and-autograd.md` runs: every python block, in order, in one namespace."""
+"""The guide `docs/tensors-and-autograd.md` runs (every python block, in order, in one
+namespace), and so does the README's library-use block."""
 
 import re
 from pathlib import Path
@@ -26,13 +27,17 @@ def test_guide_covers_the_posts_tensor_operations():
     assert len(python_blocks(text)) >= 8
 
 
+def run_block(path: Path, line: int, code: str, namespace: dict) -> None:
+    """Runs a block found at `line` of `path` in `namespace`; padding keeps the file's line
+    numbers in tracebacks."""
+    exec(compile("\n" * (line - 1) + code, str(path), "exec"), namespace)
+
+
 def test_guide_code_runs(capsys):
     namespace: dict = {"__name__": "guide"}
     for line, code in python_blocks(GUIDE.read_text()):
-        # padding keeps the guide's line numbers in tracebacks
-        compiled = compile("\n" * (line - 1) + code, str(GUIDE), "exec")
         try:
-            exec(compiled, namespace)
+            run_block(GUIDE, line, code, namespace)
         except Exception as err:
             pytest.fail(f"the block at {GUIDE.name}:{line} failed: {type(err).__name__}: {err}")
     out = capsys.readouterr().out
@@ -49,7 +54,7 @@ def test_readme_library_example_runs():
     assert len(blocks) == 1, "the README has one python block; test each one added"
     line, code = blocks[0]
     namespace: dict = {"__name__": "readme"}
-    exec(compile("\n" * (line - 1) + code, str(README), "exec"), namespace)
+    run_block(README, line, code, namespace)
     train, history, codes = namespace["train"], namespace["history"], namespace["codes"]
     assert train.images.shape[1:] == (28, 28, 1)
     assert [row["epoch"] for row in history] == list(range(1, namespace["cfg"].epochs + 1))
