@@ -52,9 +52,26 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def prepare_workdir(workdir: str | os.PathLike, cfg: Any) -> Path:
-    """Creates `workdir` and records the experiment's config in `config.json`."""
+def check_workdir(workdir: str | os.PathLike, name: str = "workdir") -> Path:
+    """`workdir` as a Path; raises ValueError naming `name` when it, or a folder above it, is a
+    file (it need not exist: the run creates it)."""
     workdir = Path(workdir)
+    for path in (workdir, *workdir.parents):
+        if path.exists() and not path.is_dir():
+            where = "is a file" if path == workdir else f"lies under the file {path}"
+            raise ValueError(
+                f"{name} {workdir} {where}, not a folder; pass a folder path (it is created if new)"
+            )
+    return workdir
+
+
+def prepare_workdir(workdir: str | os.PathLike, cfg: Any) -> Path:
+    """Creates `workdir` and records the experiment's config in `config.json`; a file in the
+    way, or a damaged checkpoint to resume from, is refused before anything is written."""
+    from jaxunsup import checkpoint
+
+    workdir = check_workdir(workdir)
+    checkpoint.verify(workdir / "checkpoints")
     workdir.mkdir(parents=True, exist_ok=True)
     write_json(workdir / "config.json", cfg)
     return workdir

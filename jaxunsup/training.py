@@ -83,6 +83,21 @@ def _run_chunk(state, data, perm, start, key, *, train_step, batch_size, n_steps
     return jax.lax.scan(body, state, jnp.arange(n_steps))
 
 
+def check_finite(name: str, data: Any) -> None:
+    """Raises ValueError naming `name` (and the leaf) unless every leaf of `data` is a numeric
+    array without NaN or inf. Runs in NumPy: nothing is compiled for it."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(data)[0]:
+        where = name + jax.tree_util.keystr(path)
+        arr = np.asarray(leaf)
+        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+            raise ValueError(f"{where} must be a numeric array, got dtype {arr.dtype}")
+        if np.issubdtype(arr.dtype, np.inexact) and not np.isfinite(arr).all():
+            bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+            raise ValueError(
+                f"{where} holds {bad} NaN or infinite values; clean or drop them before training"
+            )
+
+
 def _chunks(steps: int, chunk_steps: int | None) -> list[tuple[int, int]]:
     """Splits an epoch's steps into (start, size) chunks of at most two distinct sizes."""
     if not chunk_steps or chunk_steps >= steps:
@@ -154,7 +169,10 @@ def fit(
 
     Raises:
       TrainingDiverged: the loss became NaN or infinite.
-      ValueError: bad epochs, batch_size or data.
+      ValueError: bad epochs, batch_size, workdir or data (NaN or inf in data are refused
+        before anything is compiled).
+      checkpoint.CorruptCheckpoint (a ValueError): the checkpoint to resume from is damaged
+        or is another model's; nothing in `workdir` is changed.
     """
     check_positive("epochs", epochs, integer=True)
     check_positive("batch_size", batch_size, integer=True)
@@ -168,15 +186,19 @@ def fit(
     steps = n // batch_size
     if steps == 0:
         raise ValueError(f"batch_size={batch_size} is larger than the dataset ({n} samples)")
+    check_finite("data", data)
 
     data_key, step_key = jax.random.split(key)
     ckpt_dir = metrics_path = None
     history: list[dict] = []
     first_epoch = 1
     if workdir is not None:
-        workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
+        from jaxunsup.files import check_workdir
+
+        workdir = check_workdir(workdir)
         ckpt_dir, metrics_path = workdir / "checkpoints", workdir / "metrics.jsonl"
+        checkpoint.verify(ckpt_dir)  # a damaged checkpoint is refused before orbax opens it
+        workdir.mkdir(parents=True, exist_ok=True)
         last = checkpoint.latest_step(ckpt_dir)
         if last is not None:
             state, meta = checkpoint.restore(ckpt_dir, state, last)
