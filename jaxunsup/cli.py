@@ -2,6 +2,11 @@
 
 Flags for `run` come from each experiment's Config dataclass (`--batch-size 50`, tuples as
 `--hidden 128,32,10`, booleans as `--flag/--no-flag`, `none` for an optional value).
+
+Commands that compile (`run`, `reproduce`, `style-transfer`) keep XLA's compiled programs in a
+persistent cache (`jaxunsup.cache`): `--cache-dir DIR` moves it, `--no-cache` (or
+`JAXUNSUP_CACHE_DIR=off`) turns it off. Only the experiment a command names is imported, so
+`list` and `--help` start without loading JAX.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import types
 import typing
 from pathlib import Path
 
-from jaxunsup import style_transfer
+from jaxunsup import cache
+from jaxunsup.files import check_workdir, user_message
 from jaxunsup.registry import EXPERIMENTS, Experiment
 
 
@@ -71,7 +77,31 @@ def _add_config_flags(parser: argparse.ArgumentParser, exp: Experiment) -> None:
         )  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_cache_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--cache-dir", type=Path, default=None, metavar="DIR",
+        help="XLA compilation cache folder (default: $JAXUNSUP_CACHE_DIR, else "
+        "~/.cache/jaxunsup/xla; a subfolder per host CPU)",
+    )  # fmt: skip
+    group.add_argument(
+        "--no-cache", action="store_true", help="compile everything afresh, cache nothing"
+    )
+
+
+def _needs(argv: list[str] | None) -> set[str]:
+    """The experiments (and "style-transfer") whose flags `argv`'s command needs built."""
+    if argv is None:
+        return set(EXPERIMENTS) | {"style-transfer"}
+    if argv[:1] == ["run"] and len(argv) > 1 and argv[1] in EXPERIMENTS:
+        return {argv[1]}
+    return {"style-transfer"} if argv[:1] == ["style-transfer"] else set()
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. Given `argv`, only the flags its command needs are built (importing that
+    experiment's module alone); without, every experiment's flags (imports them all)."""
+    needs = _needs(argv)
     parser = argparse.ArgumentParser(
         prog="jaxunsup", description="Classic unsupervised learning in JAX, verified vs PyTorch."
     )
@@ -89,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--preset", choices=("default", "quick", "full"), default="default",
             help="start from the seed's settings (default/full) or the quick preset",
         )  # fmt: skip
-        _add_config_flags(p, exp)
+        _add_cache_flags(p)
+        if name in needs:
+            _add_config_flags(p, exp)
 
     rep = sub.add_parser("reproduce", help="run every experiment and write an HTML report")
     rep.add_argument("--workdir", required=True, type=Path)
@@ -101,24 +133,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", type=_parse_tuple(str), default=None, metavar="NAME,NAME",
         help=f"run only these experiments (from: {', '.join(EXPERIMENTS)})",
     )  # fmt: skip
+    _add_cache_flags(rep)
     st = sub.add_parser(
         "style-transfer", help="stylise your own image (post 000 §6; VGG19 weights optional)"
     )
-    style_transfer.add_cli_arguments(st)
+    if "style-transfer" in needs:
+        from jaxunsup import style_transfer
+
+        style_transfer.add_cli_arguments(st)
+        _add_cache_flags(st)
     return parser
 
 
+def _enable_cache(args: argparse.Namespace) -> None:
+    """Points JAX's persistent compilation cache where the flags or the environment say."""
+    if getattr(args, "no_cache", False):
+        return
+    try:
+        cache.enable_compilation_cache(getattr(args, "cache_dir", None))
+    except OSError as err:  # an unwritable folder costs speed, not the run
+        print(f"jaxunsup: compilation cache off ({err}); pass --cache-dir DIR or --no-cache",
+              file=sys.stderr)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command == "list":
         width = max(map(len, EXPERIMENTS))
         for name, exp in EXPERIMENTS.items():
             print(f"{name:<{width}}  seed {exp.seed:<8}  {exp.summary}")
         return 0
+    _enable_cache(args)
     if args.command == "style-transfer":
+        from jaxunsup import style_transfer
+
         return style_transfer.cli_command(args)
     try:
+        check_workdir(args.workdir, "--workdir")
         if args.command == "run":
             exp = EXPERIMENTS[args.experiment]
             names = {f.name for f in dataclasses.fields(exp.config)}
@@ -139,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = report.reproduce(args.workdir, mode=args.mode, only=args.only)
         print(f"report: {summary['report']}")
         return 0 if not summary["failed"] else 1
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"jaxunsup: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, ImportError) as err:  # FileNotFoundError is an OSError
+        print(f"jaxunsup: error: {user_message(err)}", file=sys.stderr)
         return 2
     except FloatingPointError as err:  # training.TrainingDiverged
         print(f"jaxunsup: training stopped: {err}", file=sys.stderr)

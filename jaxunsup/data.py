@@ -24,6 +24,7 @@ import logging
 import os
 import struct
 import urllib.request
+import zipfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -223,10 +224,19 @@ def _load_idx(folder: Path, split: str, what: str = "IDX files") -> ImageData:
 
 def _load_npz(path: Path, split: str) -> ImageData:
     try:
-        with np.load(path) as f:
+        with np.load(path, allow_pickle=False) as f:
             parts = [(f[f"x_{s}"], f[f"y_{s}"], str(path)) for s in _splits(split)]
     except KeyError as e:
         raise ValueError(f"{path}: needs keys x_train, y_train, x_test, y_test ({e})") from e
+    except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        # numpy's own messages advise allow_pickle=True, unsafe for a file one does not trust
+        raise ValueError(
+            f"{path} is not a readable .npz (damaged, truncated or another format);\n"
+            "replace it with a fresh copy of Keras's mnist.npz, or remove it to use other sources"
+        ) from e
+    for images, _, _ in parts:
+        if images.dtype != np.uint8:
+            raise ValueError(f"{path}: images must be uint8 pixels 0..255, got {images.dtype}")
     return _image_data(parts, f"npz {path}: {split}")
 
 
@@ -443,6 +453,7 @@ def load_image(
 
     Raises:
       FileNotFoundError: not a sample name and no such file.
+      ValueError: the file is not an image PIL can read, or is truncated.
     """
     from PIL import Image
 
@@ -456,8 +467,15 @@ def load_image(
             raise FileNotFoundError(
                 f"no image file {path} (sample names: {', '.join(SAMPLE_IMAGES)})"
             )
-        with Image.open(path) as f:
-            image = f.convert("RGB")  # greyscale and palette → 3 channels; alpha dropped
+        try:
+            with Image.open(path) as f:
+                image = f.convert("RGB")  # greyscale and palette → 3 channels; alpha dropped
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            known = isinstance(err, Image.UnidentifiedImageError)
+            reason = "not an image format PIL knows" if known else str(err)
+            raise ValueError(
+                f"{path} is not a readable image ({reason[:80]}); pass a PNG or JPEG file"
+            ) from err
     if size is not None:
         height, width = (size, size) if isinstance(size, int) else size
         image = image.resize((width, height), Image.Resampling.BILINEAR)

@@ -65,6 +65,18 @@ def check_workdir(workdir: str | os.PathLike, name: str = "workdir") -> Path:
     return workdir
 
 
+def check_output_file(path: str | os.PathLike, name: str) -> Path:
+    """`path` as a Path; raises ValueError naming `name` when it is a folder or lies under a
+    file, so a command fails before its work rather than when it writes the result."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name} {path} is a folder; pass a file path such as {path / 'out.png'}")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{name} {path} lies under the file {parent}; pass a path in a folder")
+    return path
+
+
 def prepare_workdir(workdir: str | os.PathLike, cfg: Any) -> Path:
     """Creates `workdir` and records the experiment's config in `config.json`; a file in the
     way, or a damaged checkpoint to resume from, is refused before anything is written."""
@@ -75,3 +87,11 @@ def prepare_workdir(workdir: str | os.PathLike, cfg: Any) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     write_json(workdir / "config.json", cfg)
     return workdir
+
+
+def user_message(err: BaseException) -> str:
+    """`err` as the command line prints it: its own message, or, for an operating-system error
+    raised inside a library (permission denied, disk full), the file, the reason and the fix."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}; check the path and its permissions"
+    return str(err)

@@ -53,8 +53,8 @@ import numpy as np
 import optax
 from jax import lax
 
-from jaxunsup import lbfgs, vgg
-from jaxunsup.files import prepare_workdir, write_json
+from jaxunsup import layers, lbfgs, vgg
+from jaxunsup.files import check_output_file, prepare_workdir, user_message, write_json
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -96,6 +96,9 @@ class Config:
     random_vgg: bool = False
     seed: int = 0
     log_every: int = 50
+    # XLA's convolutions everywhere: inside the L-BFGS loop on CPU the matmul form's im2col of
+    # VGG's 64-channel maps is slower than XLA's (benchmarks/README.md); "auto" is matmul on CPU
+    conv_impl: layers.ConvImpl = "xla"
 
 
 class StylizeResult(NamedTuple):
@@ -125,8 +128,8 @@ class Targets(NamedTuple):
 
 def compute_targets(vgg_params, content: jax.Array, style: jax.Array, cfg: Config) -> Targets:
     """Targets from NHWC `content` and `style` [1, H, W, 3] (the post's `target.detach()`)."""
-    fc = vgg.features(vgg_params, normalize(content), cfg.content_layers)
-    fs = vgg.features(vgg_params, normalize(style), cfg.style_layers)
+    fc = vgg.features(vgg_params, normalize(content), cfg.content_layers, cfg.conv_impl)
+    fs = vgg.features(vgg_params, normalize(style), cfg.style_layers, cfg.conv_impl)
     return Targets(fc, {k: gram_matrix(v) for k, v in fs.items()})
 
 
@@ -141,7 +144,7 @@ def loss_fn(image: jax.Array, vgg_params, targets: Targets, cfg: Config):
     Returns `(loss, {"style": …, "content": …})`: the unweighted sums the post prints.
     """
     layers = tuple(dict.fromkeys(cfg.content_layers + cfg.style_layers))
-    feats = vgg.features(vgg_params, normalize(image), layers)
+    feats = vgg.features(vgg_params, normalize(image), layers, cfg.conv_impl)
 
     def content_term(n):
         return jnp.mean((feats[n] - targets.content[n]) ** 2)
@@ -381,8 +384,8 @@ def load_vgg_params(cfg: Config) -> tuple[dict, str]:
     if path is None:
         places = ", ".join(str(p) for p in vgg.default_weight_paths())
         raise FileNotFoundError(
-            f"no pretrained VGG19 weights found (looked in {places}). {vgg._missing_hint()}; "
-            f"or pass --random-vgg for random weights (a texture-only result)"
+            f"no pretrained VGG19 weights found (looked in {places});\n"
+            f"{vgg._missing_hint()}, or --random-vgg for random ones (a texture-only result)"
         )
     return vgg.truncate(vgg.load_vgg19(path), layers), f"torchvision VGG19 weights ({path})"
 
@@ -465,6 +468,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     add("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
     add("--style-weight", type=float, default=d.style_weight)
     add("--content-weight", type=float, default=d.content_weight)
+    add("--conv-impl", choices=layers.IMPLS, default=d.conv_impl,
+        help="convolutions: XLA's, the matmul form, or auto (matmul on CPU only)")  # fmt: skip
     add(
         "--seed-compat",
         action="store_true",
@@ -486,9 +491,12 @@ def cli_command(args: argparse.Namespace) -> int:
             optimizer=args.optimizer, style_weight=args.style_weight,
             content_weight=args.content_weight, seed_compat=args.seed_compat,
             vgg_weights=args.vgg_weights, random_vgg=args.random_vgg,
+            conv_impl=args.conv_impl,
         )  # fmt: skip
         validate_config(cfg)
+        check_output_file(args.out, "--out")
         if args.save_vgg_npz is not None:
+            check_output_file(args.save_vgg_npz, "--save-vgg-npz")
             if cfg.random_vgg or vgg.find_weights(cfg.vgg_weights) is None:
                 raise ValueError("--save-vgg-npz needs pretrained weights (--vgg-weights PATH)")
             full = vgg.load_vgg19(vgg.find_weights(cfg.vgg_weights))
@@ -500,8 +508,8 @@ def cli_command(args: argparse.Namespace) -> int:
         result = stylize(content, style, params, cfg)
         print(f"wrote {plots.save_image(args.out, result.image)}")
         return 0
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"jaxunsup style-transfer: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, ImportError) as err:  # FileNotFoundError is an OSError
+        print(f"jaxunsup style-transfer: error: {user_message(err)}", file=sys.stderr)
         return 2
     except FloatingPointError as err:
         print(f"jaxunsup style-transfer: stopped: {err}", file=sys.stderr)

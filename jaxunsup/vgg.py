@@ -26,8 +26,9 @@ from pathlib import Path
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
+
+from jaxunsup.layers import Conv, max_pool
 
 # torchvision's configuration "E": channels per convolution, "M" for a max pool.
 CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -71,106 +72,31 @@ def layer_index(name: str) -> int:
     return LAYER_INDEX[name]
 
 
-_DIMS = ("NHWC", "HWIO", "NHWC")
-
-
-def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return jax.lax.conv_general_dilated(
-        x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DIMS
-    )
-
-
-@jax.custom_vjp
-def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """torch's `Conv2d(k=3, padding=1)` without bias, NHWC, kernel [3, 3, I, O].
-
-    Autodiff's input gradient is a convolution with the kernel flipped and its in/out axes
-    swapped, which XLA folds into the convolution's dimension numbers; inside a `while_loop`
-    (an L-BFGS run) XLA:CPU then falls back to a convolution several times slower. Here the
-    flipped kernel is an array of its own, so the backward convolution is a plain one.
-    """
-    return _conv(x, kernel)
-
-
-def _conv3x3_fwd(x, kernel):
-    kernel_t = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)  # [3, 3, O, I]
-    return _conv(x, kernel), (x, kernel, kernel_t)
-
-
-def _conv3x3_bwd(res, g):
-    x, kernel, kernel_t = res
-    grad_kernel = jax.vjp(lambda k: _conv(x, k), kernel)[1](g)[0]  # dropped when unused
-    return _conv(g, kernel_t), grad_kernel
-
-
-conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
-
-
-def _windows(x: jax.Array) -> jax.Array:
-    """[B, H, W, C] → [B, H/2, W/2, C, 4]: each 2×2 window in row-major order (floor mode)."""
-    b, h, w, c = x.shape
-    x = x[:, : h // 2 * 2, : w // 2 * 2]
-    x = x.reshape(b, h // 2, 2, w // 2, 2, c)  # [B, H/2, 2, W/2, 2, C]
-    return x.transpose(0, 1, 3, 5, 2, 4).reshape(b, h // 2, w // 2, c, 4)
-
-
-@jax.custom_vjp
-def max_pool2x2(x: jax.Array) -> jax.Array:
-    """torch's `MaxPool2d(2, 2)` on NHWC: floor mode (an odd last row/column is dropped) and
-    torch's gradient, which goes to the first maximum of each window in row-major order.
-
-    Ties are common here: clamped images have flat regions whose activations repeat exactly,
-    and autodiff of a max would split the gradient between them. The windows come from a
-    reshape, so forward and backward are elementwise (much faster on CPU than `nn.max_pool`).
-    """
-    return jnp.max(_windows(x), axis=-1)
-
-
-def _max_pool_fwd(x):
-    win = _windows(x)
-    return jnp.max(win, axis=-1), (jnp.argmax(win, axis=-1), x.shape)
-
-
-def _max_pool_bwd(res, g):
-    first, (b, h, w, c) = res
-    grad = jax.nn.one_hot(first, 4, dtype=g.dtype) * g[..., None]  # [B, H/2, W/2, C, 4]
-    grad = grad.reshape(b, h // 2, w // 2, c, 2, 2).transpose(0, 1, 4, 2, 5, 3)
-    grad = grad.reshape(b, h // 2 * 2, w // 2 * 2, c)  # [B, H', W', C]
-    return (jnp.pad(grad, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))),)
-
-
-max_pool2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
-
-
-class Conv3x3(nn.Module):
-    """`nn.Conv(features, (3, 3), padding=1)`'s params (`kernel`, `bias`), torchvision's init."""
-
-    features: int
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # torchvision's
-        kernel = self.param("kernel", init, (3, 3, x.shape[-1], self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        y = conv3x3(x, kernel.astype(x.dtype))
-        return y + bias.astype(x.dtype).reshape(1, 1, 1, -1)
+def _conv3x3(features: int, impl: str, name: str) -> Conv:
+    """torch's `Conv2d(k=3, padding=1)`: `kernel` [3, 3, I, O], `bias`, torchvision's init."""
+    return Conv(
+        features, (3, 3), padding=((1, 1), (1, 1)),
+        kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+        bias_init=nn.initializers.zeros, impl=impl, name=name,
+    )  # fmt: skip
 
 
 class VGG19(nn.Module):
     """`torchvision.models.vgg19().features[:depth]`; returns every layer's output, in order."""
 
     depth: int = NUM_LAYERS
+    conv_impl: str = "xla"  # `layers.resolve_impl`; see `style_transfer.Config.conv_impl`
 
     @nn.compact
     def __call__(self, x: jax.Array) -> list[jax.Array]:  # x: [B, H, W, 3], normalised
         outs = []
         for i, (kind, channels) in enumerate(LAYERS[: self.depth]):
             if kind == "conv":
-                x = Conv3x3(channels, name=f"features_{i}")(x)
+                x = _conv3x3(channels, self.conv_impl, f"features_{i}")(x)
             elif kind == "relu":
                 x = nn.relu(x)
             else:
-                x = max_pool2x2(x)
+                x = max_pool(x, (2, 2), impl=self.conv_impl)  # torch's MaxPool2d(2, 2)
             outs.append(x)
         return outs
 
@@ -197,9 +123,11 @@ def init_vgg19(seed: int = 0, layers: Sequence[str] | None = None) -> dict:
     return {"params": params}
 
 
-def features(params: Mapping, images: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]:
+def features(
+    params: Mapping, images: jax.Array, layers: Sequence[str], conv_impl: str = "xla"
+) -> dict[str, jax.Array]:
     """The activations of `layers` (names) for normalised NHWC `images` [B, H, W, 3]."""
-    outs = VGG19(depth_for(layers)).apply(params, images)
+    outs = VGG19(depth_for(layers), conv_impl).apply(params, images)
     return {name: outs[layer_index(name)] for name in layers}
 
 
@@ -212,11 +140,8 @@ def truncate(params: Mapping, layers: Sequence[str]) -> dict:
 
 def _missing_hint() -> str:
     return (
-        f"torchvision keeps the ImageNet weights at "
-        f"$TORCH_HOME/hub/checkpoints/{TORCHVISION_FILE} (TORCH_HOME defaults to ~/.cache/torch; "
-        f"`torchvision.models.vgg19(weights='IMAGENET1K_V1')` downloads them there, or fetch "
-        f"{TORCHVISION_URL}); pass the file (or an .npz made by jaxunsup.vgg.save_npz) as "
-        f"--vgg-weights PATH"
+        f"pass torchvision's {TORCHVISION_FILE} ({TORCHVISION_URL}) "
+        "or an .npz from jaxunsup.vgg.save_npz as --vgg-weights PATH"
     )
 
 
@@ -234,7 +159,7 @@ def find_weights(path: str | os.PathLike | None = None) -> Path | None:
     if path:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise FileNotFoundError(f"no VGG19 weights file {p}; {_missing_hint()}")
+            raise FileNotFoundError(f"no VGG19 weights file {p};\n{_missing_hint()}")
         return p
     return next((p for p in default_weight_paths() if p.is_file()), None)
 
@@ -281,9 +206,10 @@ def load_torchvision(path: str | os.PathLike) -> dict:
         ) from err
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a corrupt or non-torch file
+    except Exception as err:  # torch's message advises weights_only=False: unsafe, left out
         raise ValueError(
-            f"cannot read {path} as a torch state_dict ({err}); {_missing_hint()}"
+            f"cannot read {path} as a torch state_dict (damaged, or not a .pth of tensors);\n"
+            f"{_missing_hint()}"
         ) from err
     if not isinstance(state_dict, Mapping):
         raise ValueError(f"{path} holds a {type(state_dict).__name__}, not a state_dict")
@@ -306,8 +232,11 @@ def load_npz(path: str | os.PathLike) -> dict:
     try:
         with np.load(path) as f:
             flat = {k: f[k] for k in f.files}
-    except Exception as err:
-        raise ValueError(f"cannot read {path} as an .npz of VGG19 params ({err})") from err
+    except Exception as err:  # numpy's message may advise allow_pickle=True: left out
+        raise ValueError(
+            f"cannot read {path} as an .npz of VGG19 params (damaged, or another format);\n"
+            f"{_missing_hint()}"
+        ) from err
     torch_layout = {}
     for key, value in flat.items():
         layer, _, leaf = key.partition("/")
@@ -324,5 +253,5 @@ def load_vgg19(path: str | os.PathLike) -> dict:
     """VGG19 params from torchvision's `.pth` (needs torch) or a `save_npz` `.npz`."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"no VGG19 weights file {path}; {_missing_hint()}")
+        raise FileNotFoundError(f"no VGG19 weights file {path};\n{_missing_hint()}")
     return load_npz(path) if path.suffix == ".npz" else load_torchvision(path)
