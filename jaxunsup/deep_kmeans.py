@@ -71,7 +71,7 @@ import numpy as np
 import optax
 import threadpoolctl
 
-from jaxunsup import ae_conv, autoencoder, latent_clustering, metrics, plots, training
+from jaxunsup import ae_conv, autoencoder, latent_clustering, metrics, training
 from jaxunsup import augment as augment_lib
 from jaxunsup import data as data_lib
 from jaxunsup.files import prepare_workdir, write_json
@@ -408,6 +408,7 @@ def manifold_centroids(z: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndar
     """Mean latent [K, D] of each of the `n_clusters` k-means++ clusters (10 restarts) of a 2-d
     t-SNE map of the latents `z` [N, D]. A cluster left empty (k-means relocates empty
     clusters, so this is rare) takes a random latent instead of a NaN mean."""
+    from jaxunsup import plots
     from jaxunsup.kmeans import KMeans
 
     emb, _ = plots.tsne_embed(z, seed=seed, max_points=len(z))
