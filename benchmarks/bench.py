@@ -28,6 +28,7 @@ from bench_basics import bench_restore_image  # noqa: E402
 from bench_deep_kmeans import bench_deep_kmeans  # noqa: E402
 from bench_gans import bench_dcgan, bench_gan_mlp, bench_gan_simple  # noqa: E402
 from bench_kmeans import bench_kmeans  # noqa: E402
+from bench_startup import bench_startup  # noqa: E402
 from bench_style import bench_style  # noqa: E402
 from bench_vae import bench_vae  # noqa: E402
 from common import add_roofline  # noqa: E402
@@ -44,6 +45,7 @@ BENCHES = {
     "gan-mnist-simple": bench_gan_simple,
     "deep-kmeans": bench_deep_kmeans,
     "vae": bench_vae,
+    "startup": bench_startup,
 }
 
 
@@ -65,7 +67,7 @@ def cpu_model() -> str:
 
 def _context() -> dict:
     import sklearn
-    from common import matmul_peak_gflop_s, torch_device
+    from common import matmul_peak_gflop_s, precision, torch_device
 
     dev = jax.devices()[0]
     return {
@@ -74,6 +76,7 @@ def _context() -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch_device": str(torch_device()),
+        **precision(),
         "machine": platform.machine(),
         "cpu_model": cpu_model(),
         "matmul_peak_gflop_s": round(matmul_peak_gflop_s(), 1),
@@ -83,7 +86,7 @@ def _context() -> dict:
     }
 
 
-ONE_RUN = {"kmeans", "style-transfer"}  # these time best-of-several runs inside
+ONE_RUN = {"kmeans", "style-transfer", "startup"}  # these time best-of-several runs inside
 
 
 def _rate(r: dict) -> float | None:

@@ -51,6 +51,22 @@ def torch_device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def precision() -> dict:
+    """Both sides' float32 matmul precision, for every result row: JAX's default matmul
+    precision ("default" when unset: the backend's choice, TF32 passes on recent GPUs) and
+    torch's `get_float32_matmul_precision()` with its TF32 flags (matmul, cuDNN convs).
+    Training benchmarks keep both at their defaults; a row says what they were."""
+    import jax
+    import torch
+
+    return {
+        "jax_matmul_precision": jax.config.jax_default_matmul_precision or "default",
+        "torch_matmul_precision": torch.get_float32_matmul_precision(),
+        "torch_tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "torch_tf32_cudnn": torch.backends.cudnn.allow_tf32,
+    }
+
+
 def torch_sync(device) -> None:
     """Waits for `device`'s queued work (a CUDA timer must not stop before the kernels do)."""
     import torch

@@ -91,3 +91,23 @@ def test_kmeans_roofline_counts_products_and_streamed_bytes(bench, monkeypatch):
     assert row["jax_gflop_s"] == 140.0 and row["share_of_matmul_peak"] == 0.14
     # 4·N·(D + 3) = 40,000 bytes a sweep: 80 GB/s of 100
     assert row["jax_gb_s"] == 80.0 and row["share_of_bandwidth"] == 0.8
+
+
+def test_every_row_records_both_sides_matmul_precision(bench, monkeypatch):
+    import common
+    import jax
+    import torch
+
+    monkeypatch.setattr(common, "matmul_peak_gflop_s", lambda: 1.0)  # no timing here
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = True, False
+    try:
+        with jax.default_matmul_precision("bfloat16"):
+            ctx = bench._context()
+    finally:  # torch's flags are module properties monkeypatch cannot restore
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+    assert ctx["jax_matmul_precision"] == "bfloat16"
+    assert ctx["torch_matmul_precision"] == "high"  # what torch reports with TF32 matmuls on
+    assert (ctx["torch_tf32_matmul"], ctx["torch_tf32_cudnn"]) == (True, False)
+    with jax.default_matmul_precision("highest"):
+        assert common.precision()["jax_matmul_precision"] == "highest"
