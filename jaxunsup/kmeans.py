@@ -42,10 +42,11 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 
 from jaxunsup import backend
+from jaxunsup import kmeans_sparse as sparse
+from jaxunsup.kmeans_base import KMeansEstimator
 from jaxunsup.kmeans_checks import (
     _all_finite,
     _as_data,
@@ -95,7 +96,8 @@ def _kmeans(key, x, w, init_array, tol, max_iter, plan: _Plan):
     more dispatches."""
     finite_init = True if init_array is None else jnp.all(jnp.isfinite(init_array))
     res = _fit(key, x, w, init_array, tol, max_iter, plan)
-    return res, jnp.stack([jnp.all(jnp.isfinite(x)), jnp.asarray(finite_init)])
+    values = x.val if isinstance(x, sparse.Ell) else x
+    return res, jnp.stack([jnp.all(jnp.isfinite(values)), jnp.asarray(finite_init)])
 
 
 # Lloyd on the host, one thread per part of X: see kmeans_threads.
@@ -127,8 +129,17 @@ def kmeans(key, x, n_clusters: int, *, init="k-means++", n_init: int = 1, max_it
     Returns:
         KMeansResult(centers [K, D], labels [N], inertia [], n_iter []).
     """
-    key = _as_key(key)
-    x = _as_data(x, device_check=False)
+    # fmt: off
+    return _fit_data(_as_key(key), _as_data(x, device_check=False), n_clusters, init=init,
+                     n_init=n_init, max_iter=max_iter, tol=tol, sample_weight=sample_weight,
+                     empty=empty, seed_compat=seed_compat, chunk_size=chunk_size,
+                     streams=streams)
+    # fmt: on
+
+
+def _fit_data(key, x, n_clusters, *, init, n_init, max_iter, tol, sample_weight, empty,
+              seed_compat, chunk_size, streams) -> KMeansResult:  # fmt: skip
+    """`kmeans` on a key and an x already through `_as_data`."""
     n, d = x.shape
     k = _check_int("n_clusters", n_clusters)
     if k > n:
@@ -143,6 +154,8 @@ def kmeans(key, x, n_clusters: int, *, init="k-means++", n_init: int = 1, max_it
     if name == "random" and isinstance(w, np.ndarray) and int((w > 0).sum()) < k:
         raise ValueError(f"init='random' needs >= n_clusters={k} samples with positive weight.")
     exact = bool(seed_compat)
+    if exact and isinstance(x, sparse.Ell):
+        raise ValueError("seed_compat=True replays the post on dense X; pass X.toarray().")
     if chunk_size is not None:
         _check_int("chunk_size", chunk_size)
     if streams is not None:
@@ -165,6 +178,7 @@ def _threaded(plan: _Plan, work: int, *arrays) -> bool:
     return (
         plan.streams > 1
         and not plan.seed_compat
+        and not any(isinstance(a, sparse.Ell) for a in arrays)  # sparse: the compiled loop
         and work >= _THREAD_MIN_WORK
         and backend.on_cpu()
         and not any(isinstance(a, jax.core.Tracer) for a in arrays)
@@ -174,7 +188,7 @@ def _threaded(plan: _Plan, work: int, *arrays) -> bool:
 # ----------------------------------------------------------------------------- facade
 
 
-class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+class KMeans(KMeansEstimator):
     """scikit-learn's `KMeans` API on the jit-compiled core; see `kmeans` for the arguments.
 
     `n_init="auto"` means 1 for "k-means++" and arrays, 10 for "random" and "uniform".
@@ -204,15 +218,16 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if self.seed_compat or not isinstance(init, str):
             n_init = 1
         empty = "nan" if self.seed_compat else self.empty
+        x = self._validate(X, reset=True, device_check=False)
         # fmt: off
-        res = kmeans(_as_key(self.random_state), X, self.n_clusters, init=init, n_init=n_init,
-                     max_iter=self.max_iter, tol=self.tol, sample_weight=sample_weight,
-                     empty=empty, seed_compat=self.seed_compat, chunk_size=self.chunk_size)
+        res = _fit_data(_as_key(self.random_state), x, self.n_clusters, init=init,
+                        n_init=n_init, max_iter=self.max_iter, tol=self.tol,
+                        sample_weight=sample_weight, empty=empty, seed_compat=self.seed_compat,
+                        chunk_size=self.chunk_size, streams=None)
         # fmt: on
         centers, labels, inertia, n_iter = jax.device_get(tuple(res))  # copies overlap
         self.cluster_centers_, self.labels_ = np.asarray(centers), np.asarray(labels)
         self.inertia_, self.n_iter_ = float(inertia), int(n_iter)
-        self.n_features_in_ = self.cluster_centers_.shape[1]
         distinct = np.count_nonzero(np.bincount(self.labels_, minlength=self.n_clusters))
         if distinct < self.n_clusters:
             msg = (f"only {distinct} distinct clusters found, fewer than n_clusters="
@@ -220,31 +235,6 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                    f"empty-cluster policy ({empty!r}) left clusters empty.")  # fmt: skip
             warnings.warn(msg, ConvergenceWarning, stacklevel=2)
         return self
-
-    def _assign(self, X):
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self)
-        x = _as_data(X, n_features=self.n_features_in_)
-        chunk, streams = _tiling(x.shape[0], self.n_clusters, x.shape[1], self.chunk_size)
-        centers = jnp.asarray(self.cluster_centers_, x.dtype)
-        return _assign(x, centers, chunk=chunk, streams=streams)
-
-    def predict(self, X):
-        """Index of the nearest centre for each row of X: int32 [N]."""
-        return np.asarray(self._assign(X)[0])
-
-    def score(self, X, y=None):
-        """Minus the inertia of X under the fitted centres (higher is better)."""
-        return -float(self._assign(X)[1])
-
-    def transform(self, X):
-        """Euclidean distances to every centre, [N, K]."""
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self)
-        x = _as_data(X, n_features=self.n_features_in_)
-        return np.asarray(_distances(x, jnp.asarray(self.cluster_centers_, x.dtype)))
 
 
 # ----------------------------------------------------------------------------- experiment

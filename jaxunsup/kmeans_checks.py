@@ -8,7 +8,10 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse
+from sklearn.utils.validation import _check_sample_weight
 
+from jaxunsup import kmeans_sparse as sparse
 from jaxunsup.kmeans_init import INITS
 
 
@@ -22,11 +25,13 @@ def _all_finite(x):
 
 
 def _as_data(x, name: str = "X", n_features: int | None = None, device_check: bool = True):
-    """A finite 2-D float32 array (float64 under jax_enable_x64), or ValueError.
+    """A finite 2-D float32 array (float64 under jax_enable_x64), sparse rows, or an error
+    in scikit-learn's wording (its estimator checks match on it).
 
     NumPy input stays NumPy (the jitted core takes it as it is); a jax.Array stays on its
-    device; inside a caller's jit only shapes are checked. `device_check=False` leaves a
-    jax.Array's finiteness to the caller (`kmeans` reads it from its own compiled call).
+    device; a scipy sparse matrix or array becomes `kmeans_sparse.Ell` rows; inside a
+    caller's jit only shapes are checked. `device_check=False` leaves a jax.Array's
+    finiteness to the caller (`kmeans` reads it from its own compiled call).
     """
     dtype = _float_dtype()
     if isinstance(x, jax.Array) and x.dtype == dtype:
@@ -34,32 +39,68 @@ def _as_data(x, name: str = "X", n_features: int | None = None, device_check: bo
     elif isinstance(x, jax.Array):
         if not jnp.issubdtype(x.dtype, jnp.bool_) and not jnp.issubdtype(x.dtype, jnp.number):
             raise ValueError(f"{name} must be numeric, got dtype {x.dtype}.")
-        if jnp.issubdtype(x.dtype, jnp.complexfloating):
-            raise ValueError(f"{name} must be numeric (real), got dtype {x.dtype}.")
+        _check_real(name, x.dtype)
         arr = x if x.dtype == dtype else x.astype(dtype)
+    elif scipy.sparse.issparse(x):
+        return _as_sparse(x, name, n_features, dtype)
     else:
-        arr = np.asarray(x)
-        if arr.dtype.kind not in "biuf" and arr.dtype != object:
-            raise ValueError(f"{name} must be numeric (real), got dtype {arr.dtype}.")
-        try:
-            arr = arr.astype(dtype, copy=False)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{name} must be numeric: {err}.") from None
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D [n_samples, n_features], got shape {arr.shape}; use "
-            f"{name}.reshape(-1, 1) for one feature or {name}.reshape(1, -1) for one sample."
-        )
-    if 0 in arr.shape:
-        raise ValueError(f"{name} needs at least one sample and one feature, got {arr.shape}.")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features; the model expects {n_features}.")
+        arr = _as_numpy(x, name, dtype)
+    _check_shape(name, arr.shape, n_features)
     if isinstance(arr, jax.core.Tracer) or (isinstance(arr, jax.Array) and not device_check):
         return arr
     finite = np.isfinite(arr).all() if isinstance(arr, np.ndarray) else _all_finite(arr)
     if not finite:
         raise ValueError(f"{name} contains NaN or infinity; drop or impute those values first.")
     return arr
+
+
+def _check_real(name, dtype) -> None:
+    if np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(
+            f"{name} has dtype {dtype}: Complex data not supported; pass {name}.real or "
+            f"abs({name})."
+        )
+
+
+def _as_numpy(x, name, dtype) -> np.ndarray:
+    arr = np.asarray(x)
+    _check_real(name, arr.dtype)
+    if arr.dtype.kind not in "biuf" and arr.dtype != object:
+        raise ValueError(f"{name} must be numeric (real), got dtype {arr.dtype}.")
+    try:
+        return arr.astype(dtype, copy=False)
+    except (TypeError, ValueError) as err:  # the type numpy gave (scikit-learn's convention)
+        raise type(err)(f"{name} must be numeric: {err}.") from None
+
+
+def _check_shape(name, shape, n_features) -> None:
+    if len(shape) != 2:
+        raise ValueError(
+            f"{name} must be 2-D [n_samples, n_features], got shape {shape}. Reshape your data: "
+            f"{name}.reshape(-1, 1) for one feature or {name}.reshape(1, -1) for one sample."
+        )
+    for size, what in ((shape[0], "sample"), (shape[1], "feature")):
+        if size == 0:
+            raise ValueError(
+                f"{name} has 0 {what}(s) (shape={shape}) while a minimum of 1 is required."
+            )
+    if n_features is not None and shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {shape[1]} features, but the model is expecting {n_features} features "
+            f"as input."
+        )
+
+
+def _as_sparse(x, name, n_features, dtype):
+    """CSR rows as `kmeans_sparse.Ell` (NumPy arrays), checked as dense input is."""
+    _check_real(name, x.dtype)
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric (real), got dtype {x.dtype}.")
+    _check_shape(name, x.shape, n_features)
+    x = x.tocsr()  # scikit-learn's KMeans converts any sparse format to CSR too
+    if not np.isfinite(x.data).all():
+        raise ValueError(f"{name} contains NaN or infinity; drop or impute those values first.")
+    return sparse.from_csr(x, dtype)
 
 
 def _check_int(name: str, value, low: int = 1) -> int:
@@ -86,6 +127,8 @@ def _scalar(value, dtype) -> jax.Array:
 
 
 def _check_weight(sample_weight, n: int, dtype):
+    """[n] weights: scikit-learn's `_check_sample_weight` (its wording, prefixed with the
+    argument's name); a traced array is only shape-checked."""
     if sample_weight is None:
         return _unit_weights(n, np.dtype(dtype))
     if isinstance(sample_weight, jax.core.Tracer):
@@ -93,17 +136,16 @@ def _check_weight(sample_weight, n: int, dtype):
             raise ValueError(f"sample_weight must have shape ({n},), got {sample_weight.shape}.")
         return sample_weight.astype(dtype)
     try:
-        w = np.asarray(sample_weight, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"sample_weight must be numeric: {err}.") from None
-    if w.ndim == 0:
-        w = np.full(n, float(w))
-    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(
-            f"sample_weight must be {n} finite, non-negative weights with a positive sum, "
-            f"got shape {w.shape}."
+        w = _check_sample_weight(
+            np.asarray(sample_weight), _n_rows(n), dtype=np.float64, ensure_non_negative=True
         )
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"sample_weight: {err}".rstrip(".") + ".") from None
     return w.astype(dtype)
+
+
+def _n_rows(n):  # a stand-in X of n rows for `_check_sample_weight` (it reads only len(X))
+    return np.broadcast_to(np.float64(0.0), (n, 1))
 
 
 def _check_init(init, n_clusters: int, n_features: int):

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxunsup import backend
-from jaxunsup.kmeans_init import _dot, init_centers
+from jaxunsup import kmeans_sparse as sparse
+from jaxunsup.kmeans_init import init_centers
 
 EMPTY_POLICIES = ("relocate", "keep", "nan")
 
@@ -84,6 +85,7 @@ def _sweep(x, w, centers, labels, *, chunk, update, exact, streams=1):
     n, k = x.shape[0], centers.shape[0]
     part = -(-n // streams)  # rows per stream; the caller keeps chunk <= the last part
     cn = jnp.sum(centers * centers, axis=1)  # [K]
+    ct = centers.T if isinstance(x, sparse.Ell) else None  # [D, K], gathered from per nonzero
     bufs = {"labels": labels}
 
     def zeros():
@@ -97,24 +99,18 @@ def _sweep(x, w, centers, labels, *, chunk, update, exact, streams=1):
         # already counted get weight 0 (their labels are simply written twice).
         start = lo + jnp.minimum(i * chunk, hi - lo - chunk)
         fresh = start + jnp.arange(chunk) >= lo + i * chunk  # [C]
-        xc = lax.dynamic_slice_in_dim(x, start, chunk)  # [C, D]
+        xc = sparse.slice_rows(x, start, chunk)  # [C, D]
         wc = jnp.where(fresh, lax.dynamic_slice_in_dim(w, start, chunk), 0.0)  # [C]
         if exact:  # the post's (x − c)², [K, C, D] summed over D
             scores = jnp.sum((centers[:, None, :] - xc[None, :, :]) ** 2, axis=2)
         else:  # ||c||² − 2c·x, [K, C]
-            scores = cn[:, None] - 2.0 * _dot(centers, xc.T)
-        lab = _argmin0(scores)[1]  # [C]
+            scores = cn[:, None] - 2.0 * sparse.center_products(centers, xc, ct)
+        best, lab = _argmin0(scores)  # [C]
         bufs = dict(bufs, labels=lax.dynamic_update_slice_in_dim(bufs["labels"], lab, start, 0))
         if not update:
-            diff = xc - centers[lab]  # [C, D]
-            return bufs, {"inertia": acc["inertia"] + jnp.sum(wc * jnp.sum(diff * diff, axis=1))}
+            return bufs, {"inertia": acc["inertia"] + _chunk_inertia(xc, wc, centers, lab, best)}
         old = lax.dynamic_slice_in_dim(labels, start, chunk)
-        xw = jnp.concatenate([xc * wc[:, None], wc[:, None]], axis=1)  # [C, D + 1]
-        if k * xw.shape[1] <= _SMALL:  # a masked sum beats a scatter's per-row cost
-            hit = lab[None, :] == jnp.arange(k)[:, None]  # [K, C]
-            part_sums = jnp.sum(jnp.where(hit[:, :, None], xw[None, :, :], 0.0), axis=1)
-        else:
-            part_sums = jax.ops.segment_sum(xw, lab, k)  # [K, D + 1]
+        part_sums = _cluster_sums(xc, wc, lab, k)
         return bufs, {
             "sums": acc["sums"] + part_sums,
             "changed": acc["changed"] + jnp.sum((lab != old) & fresh, dtype=jnp.int32),
@@ -137,10 +133,38 @@ def _sweep(x, w, centers, labels, *, chunk, update, exact, streams=1):
     return out
 
 
+def _chunk_inertia(xc, wc, centers, lab, best):
+    """Σ w·||x − c[label]||² over a chunk; `best` = ||c||² − 2c·x at the label."""
+    if isinstance(xc, sparse.Ell):  # no dense rows to subtract: ||x||² + best
+        return jnp.sum(wc * jnp.maximum(sparse.sqnorms(xc) + best, 0.0))
+    diff = xc - centers[lab]  # [C, D]
+    return jnp.sum(wc * jnp.sum(diff * diff, axis=1))
+
+
+def _cluster_sums(xc, wc, lab, k):
+    """[K, D + 1]: each cluster's weighted row sum, and its weight in column D."""
+    if isinstance(xc, sparse.Ell):
+        return sparse.cluster_sums(xc, wc, lab, k)
+    xw = jnp.concatenate([xc * wc[:, None], wc[:, None]], axis=1)  # [C, D + 1]
+    if k * xw.shape[1] <= _SMALL:  # a masked sum beats a scatter's per-row cost
+        hit = lab[None, :] == jnp.arange(k)[:, None]  # [K, C]
+        return jnp.sum(jnp.where(hit[:, :, None], xw[None, :, :], 0.0), axis=1)
+    return jax.ops.segment_sum(xw, lab, k)  # [K, D + 1]
+
+
+def _sq_dist_to(x, centers, labels):
+    """||x_i − centres[labels_i]||² for every row, [N] (exact for dense rows)."""
+    if isinstance(x, sparse.Ell):
+        cl = centers[labels]
+        d2 = sparse.sqnorms(x) - 2.0 * sparse.dot_rows(x, centers, labels)
+        return jnp.maximum(d2 + jnp.sum(cl * cl, axis=1), 0.0)
+    return jnp.sum((x - centers[labels]) ** 2, axis=1)
+
+
 def _relocate(x, w, labels, centers, sums, wsum):
     """scikit-learn's empty-cluster fix: each empty cluster takes the next point farthest
     from its (old) centre."""
-    dist = jnp.sum((x - centers[labels]) ** 2, axis=1)  # [N], exact, as scikit-learn
+    dist = _sq_dist_to(x, centers, labels)  # [N], exact, as scikit-learn
     empty_ids = jnp.nonzero(wsum == 0, size=wsum.shape[0], fill_value=0)[0]
     n_moves = jnp.where(jnp.max(dist) > 0, jnp.sum(wsum == 0), 0)
 
@@ -148,7 +172,8 @@ def _relocate(x, w, labels, centers, sums, wsum):
         sums, wsum, dist = state
         far, new = jnp.argmax(dist), empty_ids[j]
         old, wf = labels[far], w[far]
-        sums = sums.at[old].add(-x[far] * wf).at[new].set(x[far] * wf)
+        row = sparse.take_dense(x, far[None])[0]  # [D]
+        sums = sums.at[old].add(-row * wf).at[new].set(row * wf)
         wsum = wsum.at[old].add(-wf).at[new].set(wf)
         return sums, wsum, dist.at[far].set(-jnp.inf)
 
@@ -248,9 +273,13 @@ def _setup(key, x, w, init_array, tol, plan: _Plan):
     """(centred x, mean, absolute tol, initial centres [n_init, K, D] of the centred x) for
     Lloyd, compiled or threaded. `key` is a PRNG key."""
     n_clusters, init, n_init = plan.n_clusters, plan.init, plan.n_init
-    mean = jnp.mean(x, axis=0)  # centred, as scikit-learn does, for float32 accuracy
-    xc = x - mean[None, :]
-    tol = tol * jnp.mean(xc * xc)  # tol × mean feature variance (np.var, ddof=0)
+    if isinstance(x, sparse.Ell):  # centring would fill the zeros in: scikit-learn doesn't
+        mean, xc = jnp.zeros(x.shape[1], x.dtype), x
+        tol = tol * sparse.feature_variance(x)
+    else:
+        mean = jnp.mean(x, axis=0)  # centred, as scikit-learn does, for float32 accuracy
+        xc = x - mean[None, :]
+        tol = tol * jnp.mean(xc * xc)  # tol × mean feature variance (np.var, ddof=0)
 
     def start(k):
         if init == "array":
@@ -264,17 +293,25 @@ def _setup(key, x, w, init_array, tol, plan: _Plan):
 
 
 @functools.partial(jax.jit, static_argnames=("chunk", "streams"))
-def _assign(x, centers, *, chunk, streams):
+def _assign(x, centers, w=None, *, chunk, streams):
+    """(labels, inertia) of x under fixed centres; w: [N] weights (default ones)."""
     shift = jnp.nan_to_num(jnp.nanmean(centers, axis=0))  # centre both, for float32 accuracy
-    xs, cs = x - shift[None, :], centers - shift[None, :]
-    ones, labels = jnp.ones(x.shape[0], x.dtype), jnp.zeros(x.shape[0], jnp.int32)
-    r = _sweep(xs, ones, cs, labels, chunk=chunk, update=False, exact=False, streams=streams)
+    if isinstance(x, sparse.Ell):
+        shift = jnp.zeros_like(shift)  # sparse rows stay uncentred
+    xs, cs = x if isinstance(x, sparse.Ell) else x - shift[None, :], centers - shift[None, :]
+    w = jnp.ones(x.shape[0], x.dtype) if w is None else w
+    labels = jnp.zeros(x.shape[0], jnp.int32)
+    r = _sweep(xs, w, cs, labels, chunk=chunk, update=False, exact=False, streams=streams)
     return r["labels"], r["inertia"]
 
 
-@jax.jit
-def _distances(x, centers):
+@functools.partial(jax.jit, static_argnames="chunk")
+def _distances(x, centers, *, chunk):
+    if isinstance(x, sparse.Ell):
+        d2 = sparse.sqnorms(x)[:, None] + jnp.sum(centers * centers, 1)[None, :]
+        d2 = d2 - 2.0 * sparse.products_in_chunks(centers.T, x, chunk).T  # [N, K]
+        return jnp.sqrt(jnp.maximum(d2, 0.0))
     shift = jnp.mean(centers, axis=0)[None, :]
     xs, cs = x - shift, centers - shift
-    d2 = jnp.sum(xs * xs, 1)[:, None] - 2.0 * _dot(xs, cs.T) + jnp.sum(cs * cs, 1)[None, :]
+    d2 = jnp.sum(xs * xs, 1)[:, None] - 2.0 * sparse.dot(xs, cs.T) + jnp.sum(cs * cs, 1)[None, :]
     return jnp.sqrt(jnp.maximum(d2, 0.0))  # [N, K]

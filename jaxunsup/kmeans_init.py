@@ -10,13 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxunsup import kmeans_sparse as sparse
+from jaxunsup.kmeans_sparse import dot as _dot
+
 INITS = ("k-means++", "random", "uniform")
-
-
-def _dot(a, b):
-    """a @ b at full float32 precision: a distance product's argmin must not depend on
-    an accelerator's default (TF32 on recent GPUs flips labels at near-ties)."""
-    return jnp.matmul(a, b, precision=lax.Precision.HIGHEST)
 
 
 def kmeans_plusplus(key, x, n_clusters: int, sample_weight=None, n_local_trials=None):
@@ -29,29 +26,34 @@ def kmeans_plusplus(key, x, n_clusters: int, sample_weight=None, n_local_trials=
         sample_weight: [N] non-negative weights (default ones).
         n_local_trials: candidates per centre; default 2 + floor(ln K).
     """
-    x = jnp.asarray(x)
+    x = x if isinstance(x, sparse.Ell) else jnp.asarray(x)
     n = x.shape[0]
     w = jnp.ones(n, x.dtype) if sample_weight is None else jnp.asarray(sample_weight, x.dtype)
     trials = n_local_trials or 2 + int(np.log(n_clusters))
-    xsq = jnp.sum(x * x, axis=1)  # [N]
+    xsq = sparse.row_sqnorms(x)  # [N]
 
     def sqdist(c):  # [T, D] -> [T, N]
-        xc = _dot(c, x.T)
+        if isinstance(x, sparse.Ell):  # in chunks of rows: the gathers stay in cache
+            xc = sparse.products_in_chunks(c.T, x, max(64, 2**14 // c.shape[0]))
+        else:
+            xc = _dot(c, x.T)
         return jnp.maximum(jnp.sum(c * c, axis=1)[:, None] - 2.0 * xc + xsq[None, :], 0.0)
 
     first = jax.random.choice(jax.random.fold_in(key, 0), n, p=w / jnp.sum(w))
-    centers = jnp.zeros((n_clusters, x.shape[1]), x.dtype).at[0].set(x[first])
+    row = functools.partial(sparse.take_dense, x)  # rows of x, dense
+    centers = jnp.zeros((n_clusters, x.shape[1]), x.dtype).at[0].set(row(first[None])[0])
 
     def body(i, state):
         centers, closest = state
         u = jax.random.uniform(jax.random.fold_in(key, i), (trials,), x.dtype)
         cand = jnp.searchsorted(jnp.cumsum(w * closest), u * _dot(closest, w))
         cand = jnp.minimum(cand, n - 1)  # [T]
-        dist = jnp.minimum(closest[None, :], sqdist(x[cand]))  # [T, N]
+        rows = row(cand)  # [T, D]
+        dist = jnp.minimum(closest[None, :], sqdist(rows))  # [T, N]
         best = jnp.argmin(_dot(dist, w))
-        return centers.at[i].set(x[cand[best]]), dist[best]
+        return centers.at[i].set(rows[best]), dist[best]
 
-    return lax.fori_loop(1, n_clusters, body, (centers, sqdist(x[first][None, :])[0]))[0]
+    return lax.fori_loop(1, n_clusters, body, (centers, sqdist(row(first[None]))[0]))[0]
 
 
 @functools.partial(jax.jit, static_argnames=("n_clusters", "init"))
@@ -61,7 +63,8 @@ def init_centers(key, x, n_clusters: int, init: str = "k-means++", sample_weight
     if init == "k-means++":
         return kmeans_plusplus(key, x, n_clusters, w)
     if init == "random":
-        return x[jax.random.choice(key, x.shape[0], (n_clusters,), replace=False, p=w / w.sum())]
+        ids = jax.random.choice(key, x.shape[0], (n_clusters,), replace=False, p=w / w.sum())
+        return sparse.take_dense(x, ids)
     if init == "uniform":
         return jax.random.uniform(key, (n_clusters, x.shape[1]), x.dtype)
     raise ValueError(f"init must be one of {INITS} or an array, got {init!r}.")
