@@ -8,10 +8,9 @@ each) → `Flatten` (1024) → Linear(1024,10) + ReLU; decoder Linear(10,1024) +
 `trainloader`), 51 epochs. The post prints losses every 10 epochs but its output is not shown,
 so there is no seed number to compare with.
 
-Layers have torch's default init and padding (`layers.dense`; `patch_conv.torch_conv` and
-`torch_conv_transpose`, which compute what `layers.conv`/`conv_transpose` compute from strided
-slices and one matrix product, several times faster inside `fit`'s scanned epochs on CPU, where
-XLA's backward convolutions are slow: jax-ml/jax#12868). Names mirror the torch
+Layers have torch's default init and padding (`layers.dense`, `layers.conv`,
+`layers.conv_transpose`; `conv_impl` picks how the convolutions compute, see `layers.py`).
+Names mirror the torch
 `nn.Sequential` indices (`encoder.7` → `encoder_7`). Inside the model activations are NHWC;
 the code layer sees the feature map in torch's NCHW flatten order (and `Deflatten` restores it),
 so a torch `state_dict` converts with `parity.convert` unchanged. The ConvTranspose with
@@ -35,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxunsup import autoencoder, layers, patch_conv, training
+from jaxunsup import autoencoder, layers, training
 from jaxunsup.autoencoder import decode, encode, reconstruct  # noqa: F401  (the model's API)
 from jaxunsup.files import prepare_workdir, write_json
 
@@ -55,7 +54,7 @@ class ConvConfig:
     n_train: int | None = None  # None: every training image
     n_test: int | None = None
     checkpoint_every: int = 10
-    xla_convs: bool = False  # True: XLA's convolutions (slower in scanned epochs on CPU)
+    conv_impl: layers.ConvImpl = "auto"  # "xla" | "matmul"; auto: matmul on CPU only
 
 
 class ConvAE(nn.Module):
@@ -63,13 +62,13 @@ class ConvAE(nn.Module):
 
     channels: int = 16
     latent: int = 10
-    xla_convs: bool = False  # XLA's convolutions (`layers.conv`) instead of `patch_conv`
+    conv_impl: str = "auto"  # `layers.resolve_impl`
+    code_relu: bool = True  # the post's ReLU on the code; False: a linear code
 
     def setup(self):
         k = self.channels
-        conv, conv_t = patch_conv.torch_conv, patch_conv.torch_conv_transpose
-        if self.xla_convs:
-            conv, conv_t = layers.conv, layers.conv_transpose
+        conv = functools.partial(layers.conv, impl=self.conv_impl)
+        conv_t = functools.partial(layers.conv_transpose, impl=self.conv_impl)
         self.encoder_0 = conv(1, k, 3, stride=2, name="encoder_0")  # 28 → 13
         self.encoder_2 = conv(k, 2 * k, 3, stride=2, name="encoder_2")  # 13 → 6
         self.encoder_4 = conv(2 * k, 4 * k, 3, stride=1, name="encoder_4")  # 6 → 4
@@ -84,7 +83,8 @@ class ConvAE(nn.Module):
         h = nn.relu(self.encoder_2(h))
         h = nn.relu(self.encoder_4(h))  # [B, 4, 4, 4k]
         h = h.transpose(0, 3, 1, 2).reshape(h.shape[0], -1)  # [B, 4k·4·4], torch's NCHW order
-        return nn.relu(self.encoder_7(h))  # [B, latent]
+        z = self.encoder_7(h)  # [B, latent]
+        return nn.relu(z) if self.code_relu else z
 
     def decode(self, z):
         h = nn.relu(self.decoder_0(z))  # [B, 4k·16]
@@ -98,7 +98,11 @@ class ConvAE(nn.Module):
 
 
 def create_state(key: jax.Array, cfg: ConvConfig, example: jax.Array):
-    model = ConvAE(channels=cfg.channels, latent=cfg.latent, xla_convs=cfg.xla_convs)
+    training.check_shape(
+        "example", example, (28, 28, 1), "28×28×1 images (its Linear(1024) fixes the size)",
+        "pass a batch of the training images, e.g. images[:1]",
+    )  # fmt: skip
+    model = ConvAE(channels=cfg.channels, latent=cfg.latent, conv_impl=cfg.conv_impl)
     params = autoencoder.init_params(model, key, example[:1])
     return training.create_train_state(model.apply, params, optax.adam(cfg.lr))
 

@@ -96,8 +96,12 @@ def _denoise_mse(params, apply_fn, batch):
 
 def denoise(state, noisy: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reconstructions of `noisy` [N, 28, 28, 1] and their per-image MSE to `clean`."""
+    noisy = autoencoder.check_inputs(state, noisy, "noisy")
+    clean = autoencoder.check_inputs(state, clean, "clean")
+    if len(noisy) != len(clean):
+        raise ValueError(f"noisy and clean must hold as many images: {len(noisy)} vs {len(clean)}")
     fn = functools.partial(_denoise_mse, state.params, state.apply_fn)
-    return training.batched_apply(fn, (np.asarray(noisy), np.asarray(clean)))
+    return training.batched_apply(fn, (noisy, clean))
 
 
 def restore(workdir: str | os.PathLike, cfg: DenoisingConfig | None = None):

@@ -24,9 +24,9 @@ Deviations:
   √v̂ (as torch does). Keras's update equals optax's with ε/√(1 − β₂ᵗ) in place of ε: 3.2e-6 at
   the first step, 1e-7 after a few thousand; next to √v̂ of gradients ≳ 1e-3 that changes the
   first updates by ≲ 0.3 % and later ones not at all. Parity is checked against torch's Adam.
-- Convolutions and the max-pool are computed from strided slices and matrix products
-  (`jaxunsup.patch_conv`, the same functions as flax's layers), which train several times
-  faster inside `fit`'s scanned epochs on CPU.
+- The encoder computes ReLU(pool(conv(x))), which equals the post's pool(ReLU(conv(x)))
+  (ReLU is monotone), values and gradients; convolutions and the pool come from `layers`
+  (`conv_impl`: on CPU the matmul forms, several times faster inside `fit`'s scanned epochs).
 - The post's §2 code uses `MaxPooling2D` without importing it (a NameError); jaxunsup has it.
 - k-means runs on the held-out test images' latents (the post clusters its training images).
 - Each epoch drops the remainder of the shuffled data (none with 3,000 images at batch 300).
@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxunsup import autoencoder, patch_conv, training
+from jaxunsup import autoencoder, layers, training
 from jaxunsup.autoencoder import decode, encode, reconstruct  # noqa: F401  (the model's API)
 from jaxunsup.files import prepare_workdir, write_json
 
@@ -85,7 +85,7 @@ class KerasCNNConfig:
     n_train: int | None = 3000
     n_test: int | None = None
     checkpoint_every: int = 100
-    xla_convs: bool = False  # True: XLA's convolutions (slower in scanned epochs on CPU)
+    conv_impl: layers.ConvImpl = "auto"  # "xla" | "matmul"; auto: matmul on CPU only
 
 
 def _dense(features: int, name: str) -> nn.Dense:
@@ -124,29 +124,21 @@ class KerasCNNAE(nn.Module):
     """Post 004 §2: Conv 5×5 → MaxPool 5×5/1 → Dense(196) latent → ConvT 4×4/2 → Conv 4×4."""
 
     filters: int = 10
-    xla_convs: bool = False  # flax's Conv/ConvTranspose/max_pool instead of `patch_conv`
+    conv_impl: str = "auto"  # `layers.resolve_impl`
 
     def setup(self):
-        glorot = nn.initializers.glorot_uniform()
-        conv, conv_t = patch_conv.Conv, patch_conv.ConvTranspose
-        if self.xla_convs:
-            conv, conv_t = nn.Conv, functools.partial(nn.ConvTranspose, transpose_kernel=True)
-        self.e_conv = conv(self.filters, (5, 5), padding="SAME", kernel_init=glorot)
+        glorot, impl = nn.initializers.glorot_uniform(), self.conv_impl
+        conv = functools.partial(layers.Conv, padding="SAME", kernel_init=glorot, impl=impl)
+        self.e_conv = conv(self.filters, (5, 5))
         self.e_latent = _dense(14 * 14, "e_latent")
-        self.d_conv_t = conv_t(self.filters, (4, 4), (2, 2), padding="SAME", kernel_init=glorot)
-        self.x_output = conv(1, (4, 4), padding="SAME", kernel_init=glorot)
+        self.d_conv_t = layers.ConvTranspose(
+            self.filters, (4, 4), (2, 2), padding="SAME", kernel_init=glorot, impl=impl
+        )
+        self.x_output = conv(1, (4, 4))
 
     def encode(self, x):
-        if self.xla_convs:
-            h = nn.relu(self.e_conv(x))  # [B, 28, 28, filters]
-            h = nn.max_pool(h, (5, 5), strides=(1, 1), padding="VALID")
-        else:  # pool(relu(y + b)) = relu(pool(y) + b), values and gradients: the pool reads
-            # the conv's product as it is, and the bias and ReLU touch the smaller map
-            y = self.e_conv(x, add_bias=False)  # [B, 28, 28, filters]
-            bias = self.e_conv.variables["params"]["bias"]
-            h = nn.relu(
-                patch_conv.max_pool(y, (5, 5)) + bias.reshape(1, 1, 1, -1)
-            )  # [B, 24, 24, F]
+        y = self.e_conv(x)  # [B, 28, 28, filters]
+        h = nn.relu(layers.max_pool(y, (5, 5), (1, 1), self.conv_impl))  # [B, 24, 24, F]
         h = h.reshape(h.shape[0], -1)  # [B, 24·24·filters], Keras's NHWC Flatten
         return self.e_latent(h)  # [B, 196]
 
@@ -172,11 +164,15 @@ def standardize_per_image(images) -> np.ndarray:
 def _model(cfg):
     if isinstance(cfg, KerasMLPConfig):
         return KerasMLPAE(hidden=cfg.hidden, latent=cfg.latent, linear_latent=cfg.linear_latent)
-    return KerasCNNAE(filters=cfg.filters, xla_convs=cfg.xla_convs)
+    return KerasCNNAE(filters=cfg.filters, conv_impl=cfg.conv_impl)
 
 
 def create_state(key: jax.Array, cfg: KerasMLPConfig | KerasCNNConfig, example: jax.Array):
     """The model `cfg` describes with Keras's init, and Adam(cfg.lr, eps=1e-7)."""
+    training.check_shape(
+        "example", example, (28, 28, 1), "28×28×1 images (the post's models fix the size)",
+        "pass a batch of the training images, e.g. images[:1]",
+    )  # fmt: skip
     model = _model(cfg)
     params = autoencoder.init_params(model, key, example[:1])
     tx = optax.adam(cfg.lr, eps=KERAS_ADAM_EPS)

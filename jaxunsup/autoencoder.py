@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxunsup import backend, latent_clustering, layers, training
 from jaxunsup import data as data_lib
-from jaxunsup import latent_clustering, layers, training
 from jaxunsup.files import prepare_workdir, read_json, write_json
 
 SEED_EPOCH_LOSSES = (0.083, 0.060, 0.051, 0.044)  # post 000 §2, epochs 1-4
@@ -99,12 +99,21 @@ class StackedAE(nn.Module):
 def init_params(model: nn.Module, key: jax.Array, example: jax.Array):
     """`model.init(key, example)` as one compiled call, built without XLA's optimisation
     passes: it runs once, and optimising the unrolled random-number code of every parameter
-    costs seconds of compile time (3-4x the unoptimised build) on CPU."""
-    init = jax.jit(model.init, compiler_options={"xla_backend_optimization_level": 0})
-    return init(key, example)
+    costs seconds of compile time (3-4x the unoptimised build) on CPU (a CPU-only option)."""
+    return jax.jit(model.init, compiler_options=init_compiler_options())(key, example)
+
+
+def init_compiler_options() -> dict | None:
+    """XLA's optimisation passes off for an init program on CPU (a CPU-only path)."""
+    return {"xla_backend_optimization_level": 0} if backend.on_cpu() else None
 
 
 def create_state(key: jax.Array, cfg: StackedConfig, example: jax.Array):
+    """The stacked AE of `cfg.hidden` for images shaped like `example` [N, H, W, C]."""
+    training.check_shape(
+        "example", example, (None, None, None), "NHWC images",
+        "pass a batch of the training images, e.g. images[:1]",
+    )  # fmt: skip
     model = StackedAE(
         hidden=tuple(cfg.hidden),
         out_dim=int(np.prod(example.shape[1:])),
@@ -130,10 +139,25 @@ def _recon_and_mse(params, apply_fn, images):
     return recon, jnp.mean((recon - images) ** 2, axis=(1, 2, 3))  # [B]
 
 
+def input_shape(state) -> tuple[int, ...]:
+    """The per-image shape `state`'s model takes: a stacked AE's own (its example's), else
+    28×28×1 (the conv and Keras AEs, whose layers fix it)."""
+    shape = getattr(getattr(state.apply_fn, "__self__", None), "image_shape", None)
+    return tuple(shape) if shape is not None else (28, 28, 1)
+
+
+def check_inputs(state, images, name: str = "images") -> np.ndarray:
+    """`images` as float32 after checking that `state`'s model takes their shape."""
+    shape = input_shape(state)
+    what = f"images of the model's {'×'.join(map(str, shape))} input"
+    training.check_shape(name, images, shape, what, "pass images shaped like the training data")
+    return np.asarray(images, np.float32)
+
+
 def reconstruct(state, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reconstructions and per-image MSE for `images` [N, 28, 28, 1]."""
     fn = functools.partial(_recon_and_mse, state.params, state.apply_fn)
-    return training.batched_apply(fn, images)
+    return training.batched_apply(fn, check_inputs(state, images))
 
 
 @functools.partial(jax.jit, static_argnames="apply_fn")
@@ -143,7 +167,8 @@ def _encode(params, apply_fn, images):
 
 def encode(state, images: np.ndarray) -> np.ndarray:
     """The codes of `images` [N, 28, 28, 1] → [N, latent] (any model with an `encode` method)."""
-    return training.batched_apply(functools.partial(_encode, state.params, state.apply_fn), images)
+    fn = functools.partial(_encode, state.params, state.apply_fn)
+    return training.batched_apply(fn, check_inputs(state, images))
 
 
 @functools.partial(jax.jit, static_argnames="apply_fn")
@@ -153,6 +178,10 @@ def _decode(params, apply_fn, codes):
 
 def decode(state, codes: np.ndarray) -> np.ndarray:
     """Images decoded from `codes` [N, latent] → [N, 28, 28, 1] (any model with `decode`)."""
+    example = jax.ShapeDtypeStruct((1, *input_shape(state)), jnp.float32)
+    code = jax.eval_shape(lambda p, x: state.apply_fn(p, x, method="encode"), state.params, example)
+    what = f"codes of the model's {code.shape[1:]} latent"
+    training.check_shape("codes", codes, code.shape[1:], what, "pass codes that encode returned")
     fn = functools.partial(_decode, state.params, state.apply_fn)
     return training.batched_apply(fn, np.asarray(codes, np.float32))
 

@@ -246,22 +246,38 @@ def _unreadable(directory: Path, step: int, err: Exception) -> CorruptCheckpoint
 
 
 def save_pytree(path: str | os.PathLike, tree: Any) -> Path:
-    """Saves a pytree of arrays (e.g. trained params) to `path` (a directory), atomically."""
+    """Saves a pytree of arrays (e.g. trained params) to `path` (a directory), atomically,
+    with the SHA-256 of its files (checked by `load_pytree`)."""
+    from jaxunsup.files import atomic_write_bytes
+
     ocp = _ocp()
     path = Path(path).absolute()
-    with ocp.StandardCheckpointer() as ckptr:
+    with _draining_loops(), ocp.StandardCheckpointer() as ckptr:
         ckptr.save(path, tree, force=True)
         ckptr.wait_until_finished()
+    atomic_write_bytes(path / DIGEST_FILE, json.dumps(_file_digests(path)).encode())
     return path
 
 
 def load_pytree(path: str | os.PathLike, target: Any = None) -> Any:
-    """Loads a pytree saved by `save_pytree`; `target` (optional) gives structure and dtypes."""
+    """Loads a pytree saved by `save_pytree`; `target` (optional) gives structure and dtypes.
+
+    Raises:
+      FileNotFoundError: nothing at `path`.
+      CorruptCheckpoint: its files differ from what was saved, or orbax cannot read them.
+    """
     ocp = _ocp()
     path = Path(path).absolute()
     if not path.exists():
         raise FileNotFoundError(f"no saved pytree at {path!s}; save one with save_pytree first")
-    with _draining_loops(), ocp.StandardCheckpointer() as ckptr:
-        if target is None:
-            return ckptr.restore(path)
-        return ckptr.restore(path, _abstract(target))
+    problem = _damage(path)
+    if problem is None:
+        try:
+            with _draining_loops(), ocp.StandardCheckpointer() as ckptr:
+                return ckptr.restore(path, None if target is None else _abstract(target))
+        except Exception as err:  # orbax and tensorstore raise many types
+            problem = f"orbax cannot read it: {' '.join(str(err).split())[:120]}"
+    raise CorruptCheckpoint(
+        f"saved pytree {path} is unusable ({problem});\n"
+        "remove it (the run that wrote it makes it again), or use a new workdir"
+    )

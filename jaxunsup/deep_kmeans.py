@@ -71,7 +71,7 @@ import numpy as np
 import optax
 import threadpoolctl
 
-from jaxunsup import ae_conv, autoencoder, latent_clustering, metrics, training
+from jaxunsup import ae_conv, autoencoder, latent_clustering, layers, metrics, training
 from jaxunsup import augment as augment_lib
 from jaxunsup import data as data_lib
 from jaxunsup.files import prepare_workdir, write_json
@@ -112,6 +112,7 @@ class Config:
     augment: bool = False  # random rotation ±10° and shift ±10% of every training batch
     rec_weight: float = 1.0  # weight of the reconstruction MSE in the joint loss
     code_relu: bool = True  # the post's ReLU on the 10-d code; False: a linear code
+    conv_impl: layers.ConvImpl = "auto"  # "xla" | "matmul"; auto: matmul on CPU only
     output_bias: str = "torch"  # "torch" init | "mean": logit of the mean training pixel
     pretrain_epochs: int = 50
     beta0: float = 0.1  # soft: Fard's first inverse temperature
@@ -133,15 +134,6 @@ class DeepKMeans(ae_conv.ConvAE):
     """The post's `Encoder` + `Decoder` (§4's conv AE) and `Kmeans` centroids [K, latent]."""
 
     n_clusters: int = 10
-    code_relu: bool = True
-
-    def encode(self, x):
-        h = nn.relu(self.encoder_0(x))
-        h = nn.relu(self.encoder_2(h))
-        h = nn.relu(self.encoder_4(h))  # [B, 4, 4, 4k]
-        h = h.transpose(0, 3, 1, 2).reshape(h.shape[0], -1)  # [B, 4k·4·4], torch's NCHW order
-        z = self.encoder_7(h)  # [B, latent]
-        return nn.relu(z) if self.code_relu else z
 
     def setup(self):
         super().setup()
@@ -310,9 +302,13 @@ def create_state(key: jax.Array, cfg: Config, example: jax.Array, output_bias=No
 
     `output_bias`, when given, replaces the torch init of the last layer's bias.
     """
+    training.check_shape(
+        "example", example, (28, 28, 1), "28×28×1 images (the AE's Linear layers fix the size)",
+        "pass a batch of the training images, e.g. images[:1]",
+    )  # fmt: skip
     model = DeepKMeans(
         channels=cfg.channels, latent=cfg.latent, n_clusters=cfg.n_clusters,
-        code_relu=cfg.code_relu,
+        code_relu=cfg.code_relu, conv_impl=cfg.conv_impl,
     )  # fmt: skip
     params = model.init(key, example[:1])
     if output_bias is not None:
@@ -371,8 +367,10 @@ def _reconstruct(params, apply_fn, images):
 
 def encode_assign(state, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Latents [N, S, D] and nearest-centroid clusters [N, S] of `images` for every seed."""
+    training.check_shape("images", images, (28, 28, 1), "28×28×1 images",
+                         "pass images shaped like the training data")  # fmt: skip
     fn = functools.partial(_encode_assign, state.params, state.apply_fn)
-    return training.batched_apply(fn, images)
+    return training.batched_apply(fn, np.asarray(images, np.float32))
 
 
 def scores(labels, clusters: np.ndarray) -> dict[str, list[float]]:

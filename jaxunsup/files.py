@@ -49,7 +49,14 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    """The JSON in `path`; a damaged file raises ValueError naming it (not json's bare
+    "Expecting value: line 1 column 1")."""
+    try:
+        return json.loads(Path(path).read_bytes().decode())
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        raise ValueError(
+            f"{path} is not valid JSON (damaged?); restore or remove it, or use a new workdir"
+        ) from err
 
 
 def check_workdir(workdir: str | os.PathLike, name: str = "workdir") -> Path:

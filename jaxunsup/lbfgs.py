@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
@@ -371,10 +372,20 @@ def capacity(max_evals: int, config: LBFGSConfig) -> int:
     return max_evals + config.evals_per_step
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("fun", "config", "max_evals", "projection", "record_points"),
-)
+def _check_start(x0: Any) -> None:
+    """Refuses a starting point that is not floating arrays, or not finite, before anything
+    is compiled (a traced `x0`, under a caller's jit, is the caller's to check)."""
+    for leaf in jax.tree.leaves(x0):
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            raise ValueError(f"x0 must hold floating arrays, got {jnp.result_type(leaf)}; cast it")
+        if isinstance(leaf, jax.core.Tracer):
+            continue
+        arr = np.asarray(leaf)
+        if not np.isfinite(arr).all():
+            bad = arr.size - np.count_nonzero(np.isfinite(arr))
+            raise ValueError(f"x0 holds {bad} NaN or infinite values; start from finite parameters")
+
+
 def minimize(
     fun: Callable,
     x0: Any,
@@ -402,7 +413,30 @@ def minimize(
 
     Returns:
       An `LBFGSResult`; per-evaluation records have `capacity(max_evals, config)` rows.
+
+    Raises:
+      ValueError: bad `config` or `max_evals`, or an `x0` that is not finite floating arrays.
     """
+    _check_start(x0)
+    return _minimize(
+        fun, x0, *args, config=config, max_evals=max_evals, projection=projection,
+        record_points=record_points,
+    )  # fmt: skip
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("fun", "config", "max_evals", "projection", "record_points"),
+)
+def _minimize(
+    fun: Callable,
+    x0: Any,
+    *args: Any,
+    config: LBFGSConfig = LBFGSConfig(),
+    max_evals: int = 21,
+    projection: Callable | None = None,
+    record_points: bool = False,
+) -> LBFGSResult:
     config.validate()
     if max_evals < 1:
         raise ValueError(f"max_evals must be >= 1, got {max_evals}")

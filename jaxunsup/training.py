@@ -83,6 +83,26 @@ def _run_chunk(state, data, perm, start, key, *, train_step, batch_size, n_steps
     return jax.lax.scan(body, state, jnp.arange(n_steps))
 
 
+def check_shape(name: str, x: Any, shape: tuple, what: str, fix: str) -> None:
+    """Raises ValueError naming `name` unless `x` is a non-empty batch `[N, *shape]` (a
+    `None` in `shape` matches any size). Reads shapes only, so it also runs under jit/vmap:
+    `create_state` and `encode` check their input against the model with it.
+
+    Args:
+      name: the argument, as the message names it ("example", "images").
+      x: the array (or tracer).
+      shape: the per-row shape the model takes.
+      what: what the model takes, for the message ("28×28×1 images").
+      fix: the way out, for the message.
+    """
+    got = tuple(np.shape(x))
+    ok = len(got) == len(shape) + 1 and got[0] > 0
+    if ok and all(want is None or want == g for want, g in zip(shape, got[1:], strict=True)):
+        return
+    want = ", ".join(str("?" if d is None else d) for d in ("N", *shape))
+    raise ValueError(f"{name} must be {what} [{want}], got shape {got}; {fix}")
+
+
 def check_finite(name: str, data: Any) -> None:
     """Raises ValueError naming `name` (and the leaf) unless every leaf of `data` is a numeric
     array without NaN or inf. Runs in NumPy: nothing is compiled for it."""
@@ -108,9 +128,25 @@ def _chunks(steps: int, chunk_steps: int | None) -> list[tuple[int, int]]:
 
 
 def _read_history(path: Path, last_epoch: int) -> list[dict]:
+    """The rows of `metrics.jsonl` up to `last_epoch`. A torn last line (a kill during the
+    append) is dropped, as the epoch it belonged to is trained again; any other damage
+    raises ValueError naming the file and the line."""
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line.decode())
+            assert isinstance(row, dict) and isinstance(row.get("epoch", 0), int)
+        except (ValueError, UnicodeDecodeError, AssertionError):
+            if i == len(lines) - 1:
+                break
+            raise ValueError(
+                f"{path}, line {i + 1}, is not a metrics row; delete that line, or use a new "
+                "workdir"
+            ) from None
+        rows.append(row)
     return [r for r in rows if r.get("epoch", 0) <= last_epoch]
 
 

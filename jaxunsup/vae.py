@@ -15,13 +15,10 @@ Deviations:
   list in place; ours takes a tuple and never mutates it.
 - The cross-entropy is computed from the decoder's logits (`softplus(l) − x·l`), not as
   `BCELoss(sigmoid(l))`: equal away from saturation, finite where torch's would clamp log(0).
-- `matmul_convs=True` (default) builds the convolutions from `patch_conv.torch_conv` /
-  `torch_conv_transpose` (one matmul plus slices or shifted adds each) with exactly the
-  parameters (names, shapes, torch init) of `layers.conv` / `layers.conv_transpose`; `False`
-  uses those `layers` modules, the same function (tested). On XLA-CPU the matmul form trains
-  ~10× faster: the backward of a transposed (lhs-dilated) convolution, a Cout=1 convolution,
-  and — inside `fit`'s `lax.scan` only — the kernel gradient of a strided convolution are slow
-  paths.
+- `conv_impl` picks how the convolutions compute (`layers.resolve_impl`): "auto" takes
+  `patch_conv`'s matmul forms on CPU, where XLA's backward of a transposed (lhs-dilated)
+  convolution, a Cout=1 convolution and, inside `fit`'s `lax.scan`, the kernel gradient of a
+  strided convolution are slow paths; XLA's own convolutions elsewhere. Same parameters.
 - Evaluation adds what the post does not print: the test loss (−ELBO) per epoch with a fixed
   noise key, and an importance-weighted (IWAE, k=100) estimate of the test NLL in nats.
   Figures: loss curves, latent means coloured by label and the decoded 20×20 manifold (z=2),
@@ -52,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxunsup import layers, patch_conv, training
+from jaxunsup import backend, layers, training
 from jaxunsup.files import prepare_workdir, write_json
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -73,7 +70,7 @@ class Config:
     iwae_samples: int = 100
     iwae_images: int | None = None  # test images for the IWAE estimate; None = all
     tsne_points: int = 2000
-    matmul_convs: bool = True
+    conv_impl: layers.ConvImpl = "auto"  # "xla" | "matmul"; auto: matmul on CPU only
     micro_batch: int | None = None  # rows per gradient micro-batch; None: `train_step`'s default
     seed: int = 0
     source: str = "auto"
@@ -140,16 +137,14 @@ class ConvVAE(nn.Module):
     kernel_size: int = 3
     stride: int = 2
     latent_dim: int = 2
-    matmul_convs: bool = True
+    conv_impl: str = "auto"  # `layers.resolve_impl`
 
     def setup(self):
         ch, k, s = tuple(self.channels), self.kernel_size, self.stride
         enc_size, _, final, final_k = architecture(self.input_size, ch, k, s)
         n = len(ch) - 1
-        if self.matmul_convs:
-            conv, conv_t = patch_conv.torch_conv, patch_conv.torch_conv_transpose
-        else:
-            conv, conv_t = layers.conv, layers.conv_transpose
+        conv = functools.partial(layers.conv, impl=self.conv_impl)
+        conv_t = functools.partial(layers.conv_transpose, impl=self.conv_impl)
         self.enc_convs = [
             conv(ch[i], ch[i + 1], k, s, 1, name=f"seq_enc_{2 * i}") for i in range(n)
         ]
@@ -198,12 +193,13 @@ class ConvVAE(nn.Module):
 def make_model(cfg: Config, input_size: int) -> ConvVAE:
     return ConvVAE(
         input_size=input_size, channels=tuple(cfg.channels), kernel_size=cfg.kernel_size,
-        stride=cfg.stride, latent_dim=cfg.latent_dim, matmul_convs=cfg.matmul_convs,
+        stride=cfg.stride, latent_dim=cfg.latent_dim, conv_impl=cfg.conv_impl,
     )  # fmt: skip
 
 
 def create_state(key: jax.Array, cfg: Config, example: jax.Array):
     """A TrainState (Adam at `cfg.lr`) for images shaped like `example` [B, S, S, C]."""
+    check_shape("example", example, cfg)
     model = make_model(cfg, int(example.shape[1]))
     eps = jnp.zeros((1, cfg.latent_dim), jnp.float32)
     params = jax.jit(model.init)(key, example[:1], eps)  # one compile, not op-by-op
@@ -254,7 +250,7 @@ def loss_fn(params, apply_fn, batch, key):
 def default_micro_batch(batch: int) -> int:
     """`train_step`'s micro-batch limit when none is given: `MICRO_BATCH` rows on CPU, the
     whole batch on an accelerator."""
-    return MICRO_BATCH if jax.default_backend() == "cpu" else batch
+    return MICRO_BATCH if backend.on_cpu() else batch
 
 
 def in_parts(fn, *args):
@@ -328,8 +324,17 @@ def _iwae_batch(params, apply_fn, key, batch, k):
     return iwae_nll_from_eps(params, apply_fn, images, eps)
 
 
-def _indexed(images) -> tuple[np.ndarray, np.ndarray]:
-    images = np.asarray(images, np.float32)
+def check_input(state, images, name: str = "images") -> np.ndarray:
+    """`images` as float32 after checking that `state`'s model takes their shape."""
+    model = state.apply_fn.__self__  # the ConvVAE whose `apply` the state holds
+    s, c = model.input_size, model.channels[0]
+    training.check_shape(name, images, (s, s, c), f"the model's {s}×{s}×{c} images",
+                         "pass images shaped like the training data")  # fmt: skip
+    return np.asarray(images, np.float32)
+
+
+def _indexed(state, images) -> tuple[np.ndarray, np.ndarray]:
+    images = check_input(state, images)
     return images, np.arange(len(images), dtype=np.int32)
 
 
@@ -337,7 +342,7 @@ def elbo(state, images, key, batch_size: int = 500) -> np.ndarray:
     """Per-image ELBO (nats; one posterior sample, analytic KL) of `images` [N, S, S, C]; the
     test loss is its negative mean. Image i's noise comes from `fold_in(key, i)`."""
     fn = functools.partial(_elbo_batch, state.params, state.apply_fn, key)
-    return training.batched_apply(fn, _indexed(images), batch_size)
+    return training.batched_apply(fn, _indexed(state, images), batch_size)
 
 
 def iwae_nll(state, images, key, k: int = 100, chunk: int = 2000) -> np.ndarray:
@@ -346,7 +351,7 @@ def iwae_nll(state, images, key, k: int = 100, chunk: int = 2000) -> np.ndarray:
     About `chunk` decoder passes run per call."""
     training.check_positive("k", k, integer=True)
     fn = functools.partial(_iwae_batch, state.params, state.apply_fn, key, k=k)
-    return training.batched_apply(fn, _indexed(images), max(1, chunk // k))
+    return training.batched_apply(fn, _indexed(state, images), max(1, chunk // k))
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "method"))
@@ -357,11 +362,14 @@ def _apply(params, apply_fn, x, method):
 def encode(state, images) -> tuple[np.ndarray, np.ndarray]:
     """(mean, logvar) of q(z|x) for `images` [N, S, S, C], each [N, latent]."""
     fn = functools.partial(_apply, state.params, state.apply_fn, method="encode")
-    return training.batched_apply(fn, np.asarray(images, np.float32))
+    return training.batched_apply(fn, check_input(state, images))
 
 
 def decode(state, z) -> np.ndarray:
     """Pixel probabilities [N, S, S, C] for latents `z` [N, latent]."""
+    latent = latent_dim_of(state.params)
+    training.check_shape("z", z, (latent,), f"latents of the model's {latent} dimensions",
+                         "pass latents that encode returned")  # fmt: skip
     fn = functools.partial(_apply, state.params, state.apply_fn, method="decode")
     return training.batched_apply(fn, np.asarray(z, np.float32))
 
@@ -397,19 +405,26 @@ def _validate(cfg: Config) -> None:
             training.check_positive(name, getattr(cfg, name), integer=True)
 
 
+def check_shape(name: str, images, cfg: Config) -> None:
+    """Square NHWC images with `cfg.channels[0]` channels that `cfg`'s encoder can take.
+    Shapes only, so `create_state` runs it under jit too."""
+    c = cfg.channels[0]
+    training.check_shape(name, images, (None, None, c), f"images with channels[0]={c} channels",
+                         "set channels to match the data")  # fmt: skip
+    shape = np.shape(images)
+    if shape[1] != shape[2]:
+        raise ValueError(f"{name} must be square images [N, S, S, {c}], got shape {shape}")
+    architecture(shape[1], cfg.channels, cfg.kernel_size, cfg.stride)  # raises if too small
+
+
 def check_data(name: str, images, cfg: Config) -> np.ndarray:
     """Square NHWC images with `cfg.channels[0]` channels, finite, in [0, 1] (Bernoulli targets)."""
     arr = training.check_images(name, images)
-    if arr.shape[1] != arr.shape[2] or arr.shape[3] != cfg.channels[0]:
-        raise ValueError(
-            f"{name} must be square with channels[0]={cfg.channels[0]} channels [N, S, S, "
-            f"{cfg.channels[0]}], got {arr.shape}; set --channels to match the data"
-        )
+    check_shape(name, arr, cfg)
     if arr.min() < 0 or arr.max() > 1:
         raise ValueError(
             f"{name} must lie in [0, 1] (Bernoulli targets), got [{arr.min()}, {arr.max()}]"
         )
-    architecture(arr.shape[1], cfg.channels, cfg.kernel_size, cfg.stride)  # raises if too small
     return arr
 
 
