@@ -1,21 +1,33 @@
 # The README's two commands: `make demo` (the main job) and `make test`.
-# Each creates .venv when missing. torch comes first, pinned to the CPU build that pip finds
-# on this machine, so nothing later pulls a multi-GB CUDA wheel.
+# Each creates .venv when missing and installs, in order:
+# - torch (for parity/ and benchmarks/), pinned by TORCH_PIN from pip's index, or from
+#   TORCH_INDEX_URL when set. What pip's default index serves depends on the machine: a local
+#   CPU wheel where one is configured (this project's CI), else PyPI's Linux wheel, which is the
+#   CUDA build (several GB; it runs on a CPU too). For a CPU-only wheel elsewhere set
+#   TORCH_INDEX_URL to PyTorch's CPU wheel index; for a CUDA version matching your driver, to
+#   that CUDA index.
+# - this package with its torch and test extras, plus JAX_EXTRA when set: `cuda12` (JAX's
+#   CUDA 12 build) or `tpu`; e.g. `make test JAX_EXTRA=cuda12` on a GPU machine.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+JAX_EXTRA ?=
+comma := ,
+EXTRAS := torch,test$(if $(JAX_EXTRA),$(comma)$(JAX_EXTRA))
+STAMP := $(VENV)/.installed$(if $(JAX_EXTRA),-$(JAX_EXTRA))
 
 .PHONY: demo test lint install bench parity
 
-$(VENV)/.installed: pyproject.toml
+$(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_PIN)"
-	$(PY) -m pip install -q -e ".[torch,test]"
+	$(PY) -m pip install -q "$(TORCH_PIN)" $(if $(TORCH_INDEX_URL),--index-url "$(TORCH_INDEX_URL)")
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
-install: $(VENV)/.installed
+install: $(STAMP)
 
 demo: install
 	$(PY) -m jaxunsup reproduce --quick --workdir runs

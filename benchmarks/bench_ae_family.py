@@ -67,9 +67,9 @@ def bench_ae_conv(quick: bool = False) -> list[dict]:
     cfg = ae_conv.ConvConfig()
     torch.manual_seed(0)
     times = {
-        "jaxunsup fit (scanned epochs, patch_conv)": _ours(ae_conv, cfg, images, epochs),
-        "jaxunsup fit (scanned epochs, XLA convolutions)": _ours(
-            ae_conv, ae_conv.ConvConfig(xla_convs=True), images, epochs
+        "jaxunsup fit (scanned epochs, conv_impl auto)": _ours(ae_conv, cfg, images, epochs),
+        "jaxunsup fit (scanned epochs, conv_impl xla)": _ours(
+            ae_conv, ae_conv.ConvConfig(conv_impl="xla"), images, epochs
         ),
         "torch DataLoader loop (the post's)": _torch_epochs(
             ta.ConvAutoencoder(), images, epochs, 50, cfg.lr, 1e-8, loader=True
@@ -91,9 +91,9 @@ def bench_ae_keras_cnn(quick: bool = False) -> list[dict]:
     eps = ae_keras.KERAS_ADAM_EPS
     torch.manual_seed(0)
     times = {
-        "jaxunsup fit (scanned epochs, patch_conv)": _ours(ae_keras, cfg, images, epochs),
-        "jaxunsup fit (scanned epochs, XLA convolutions)": _ours(
-            ae_keras, ae_keras.KerasCNNConfig(xla_convs=True), images, epochs
+        "jaxunsup fit (scanned epochs, conv_impl auto)": _ours(ae_keras, cfg, images, epochs),
+        "jaxunsup fit (scanned epochs, conv_impl xla)": _ours(
+            ae_keras, ae_keras.KerasCNNConfig(conv_impl="xla"), images, epochs
         ),
         "torch DataLoader loop (the post's batch 300)": _torch_epochs(
             ta.KerasCNNAutoencoder(), images, epochs, 300, cfg.lr, eps, loader=True

@@ -16,8 +16,8 @@ from jaxunsup import data, training, vae
 from parity import torch_vae
 
 
-def _ours(images: np.ndarray, epochs: int, batch_size: int, matmul_convs: bool = True) -> float:
-    cfg = vae.Config(batch_size=batch_size, matmul_convs=matmul_convs)
+def _ours(images: np.ndarray, epochs: int, batch_size: int, conv_impl: str = "auto") -> float:
+    cfg = vae.Config(batch_size=batch_size, conv_impl=conv_impl)
     key = jax.random.key(0)
     state = vae.create_state(key, cfg, jnp.asarray(images[:1]))
     fit = dict(key=key, batch_size=batch_size, verbose=False, progress=False)
@@ -83,14 +83,14 @@ def bench_vae(quick: bool = False) -> list[dict]:
     epochs, batch_size = (1, 100) if quick else (3, 100)
     n = epochs * (len(train) // batch_size) * batch_size
     times = {
-        "jaxunsup fit (scanned epochs, matmul convs)": (_ours(train, epochs, batch_size), n),
+        "jaxunsup fit (scanned epochs, conv_impl auto)": (_ours(train, epochs, batch_size), n),
         "torch DataLoader loop (the post's)": (_torch_dataloader(train, epochs, batch_size), n),
         "torch pre-sliced tensors": (_torch_sliced(train, epochs, batch_size), n),
-        # XLA's own (lhs-dilated) transposed convolutions, one short epoch: why matmul_convs
-        "jaxunsup fit, layers.conv_transpose (matmul_convs=False)": (
-            _ours(train[:500], 1, batch_size, matmul_convs=False), 500),
+        # XLA's own (lhs-dilated) transposed convolutions, one short epoch: why "auto" is
+        # the matmul form on CPU
+        "jaxunsup fit, conv_impl xla": (_ours(train[:500], 1, batch_size, "xla"), 500),
     }  # fmt: skip
-    ours = times["jaxunsup fit (scanned epochs, matmul convs)"]
+    ours = times["jaxunsup fit (scanned epochs, conv_impl auto)"]
     rows = [
         {
             "bench": "vae",

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxunsup import checkpoint, layers, training
+from jaxunsup import backend, checkpoint, layers, training
 from jaxunsup import data as data_lib
 from jaxunsup.files import atomic_write_bytes, prepare_workdir, write_json
 
@@ -131,7 +131,9 @@ def weird_function(x, n_iter: int = 5):
     passes 0, 2, 4, ... the halves swap: h = concat(h[n//2:], h[:n//2]). Linear; its VJP is
     `weird_function_adjoint`.
     """
-    return _weird_function(x, n_iter)
+    if backend.on_cpu():  # the CPU-only hand-written VJP (DESIGN.md, "CPU-only paths")
+        return _weird_function(x, n_iter)
+    return _weird_forward(x, n_iter)
 
 
 def distance_loss(hypothesis, broken):
@@ -398,6 +400,7 @@ def train(state, x, y, *, epochs: int, log_every: int = 100, verbose: bool = Tru
     Returns (state, losses [epochs])."""
     training.check_positive("epochs", epochs, integer=True)
     training.check_positive("log_every", log_every, integer=True)
+    x, y = check_points("train", x, y)
     batch = (jnp.asarray(x), jnp.asarray(y))
     key, losses = jax.random.key(0), []
     for start in range(0, epochs, log_every):

@@ -9,11 +9,10 @@ No layer has a bias. The post shows only the networks and says the rest is §5.1
 data ([-1, 1]), BCE, two Adam(2e-4), batch 100, the D-then-G step and the 151 epochs are those of
 `jaxunsup.gan`, whose step (`gan.gan_step`) and run body (`gan.train_gan`) this module reuses.
 
-Layers are `jaxunsup.patch_conv`'s torch-style convolutions (torch's default init; torch's
-ConvTranspose padding: padding p becomes k − 1 − p on each side of the dilated input, so the last
-layer's (2, s2, p1) maps 15 to 28 exactly as torch does), computed as patches × matrix: XLA:CPU's
-backward convolutions inside the scanned epoch made a step ~17× slower (`xla_convs=True` keeps
-them, same parameters). Names mirror the torch `nn.Sequential` indices (`conv.3` → `conv_3`).
+Layers are `layers.conv` / `layers.conv_transpose` (torch's default init; torch's ConvTranspose
+padding: padding p becomes k − 1 − p on each side of the dilated input, so the last layer's
+(2, s2, p1) maps 15 to 28 exactly as torch does); `conv_impl` picks how they compute. Names
+mirror the torch `nn.Sequential` indices (`conv.3` → `conv_3`).
 
 Deviations: those of `jaxunsup.gan` (D returns a logit and the loss is the stable BCE; one D
 forward on real and fake together; FashionMNIST only when local files exist, else MNIST; GIF
@@ -25,6 +24,7 @@ Run: `jaxunsup run dcgan --workdir runs/dcgan` (`--preset quick` for a one-minut
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 
@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxunsup import gan, layers, patch_conv
+from jaxunsup import gan, layers
 from jaxunsup.files import prepare_workdir, write_json
 from jaxunsup.gan import generate, interpolate, sample, seed_arithmetic  # noqa: F401  (the API)
 
@@ -44,6 +44,7 @@ class DCGANConfig(gan.GANConfig):
     discriminator's dropout differs from `gan.GANConfig`."""
 
     dropout: float = 0.5
+    conv_impl: layers.ConvImpl = "auto"  # "xla" | "matmul"; auto: matmul on CPU only
 
 
 # `reproduce --quick`: 2 epochs of 1,000 images at batch 50 (40 steps): a smoke run of the
@@ -56,10 +57,10 @@ class Generator(nn.Module):
     """Post 000 §5.2's `Generator`: z [B, latent] → images [B, 28, 28, 1] in [-1, 1]."""
 
     latent_dim: int = 128
-    xla_convs: bool = False  # True: XLA's convolutions (slow backward in scanned epochs on CPU)
+    conv_impl: str = "auto"  # `layers.resolve_impl`
 
     def setup(self):
-        ct = layers.conv_transpose if self.xla_convs else patch_conv.torch_conv_transpose
+        ct = functools.partial(layers.conv_transpose, impl=self.conv_impl)
         self.conv_0 = ct(self.latent_dim, 256, 3, 1, use_bias=False, name="conv_0")  # 1 → 3
         self.conv_2 = ct(256, 128, 3, 2, use_bias=False, name="conv_2")  # 3 → 7
         self.conv_4 = ct(128, 64, 3, 2, use_bias=False, name="conv_4")  # 7 → 15
@@ -76,10 +77,10 @@ class Discriminator(nn.Module):
     """Post 000 §5.2's `Discriminator` without its final Sigmoid: images → logits [B, 1]."""
 
     dropout: float = 0.5
-    xla_convs: bool = False  # True: XLA's convolutions (slow backward in scanned epochs on CPU)
+    conv_impl: str = "auto"  # `layers.resolve_impl`
 
     def setup(self):
-        conv = layers.conv if self.xla_convs else patch_conv.torch_conv
+        conv = functools.partial(layers.conv, impl=self.conv_impl)
         self.conv_0 = conv(1, 128, 3, 2, 1, use_bias=False, name="conv_0")  # 28 → 14
         self.conv_3 = conv(128, 256, 3, 2, 1, use_bias=False, name="conv_3")  # 14 → 7
         self.conv_6 = conv(256, 256, 3, 2, 1, use_bias=False, name="conv_6")  # 7 → 4
@@ -95,7 +96,7 @@ class Discriminator(nn.Module):
 
 def create_state(key, cfg: DCGANConfig) -> gan.GANState:
     return gan.create_gan_state(
-        key, Generator(cfg.latent_dim), Discriminator(cfg.dropout),
+        key, Generator(cfg.latent_dim, cfg.conv_impl), Discriminator(cfg.dropout, cfg.conv_impl),
         optax.adam(cfg.lr), optax.adam(cfg.lr), cfg.latent_dim,
     )  # fmt: skip
 

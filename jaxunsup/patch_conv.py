@@ -1,32 +1,28 @@
-"""2-D convolutions as patches × matrix: fast inside `lax.scan` on CPU.
+"""2-D convolutions and max pools as slices and matrix products: `layers`' "matmul" impl.
 
 XLA:CPU runs the *backward* convolutions of a training step (input and kernel gradients)
-10-70× slower inside a while loop than outside one (jax-ml/jax#12868); `training.fit` runs
-every epoch as a `lax.scan`, so a small conv autoencoder trains several times slower than its
-step alone. These layers compute the same functions as `flax.linen.Conv` and
-`flax.linen.ConvTranspose(transpose_kernel=True)` (and so torch's Conv2d / ConvTranspose2d, see
-`layers.py`) from strided slices and one matrix product, whose gradients are slices, pads and
-matrix products: no convolution runs in the backward pass, in or out of a loop. Every conv
-model (the conv AEs, DCGAN, the VAE) trains with them by default.
+10-70× slower inside a while loop than outside one; `training.fit` runs every epoch as a
+`lax.scan`, so a small conv autoencoder trains several times slower than its step alone.
+These functions compute what `lax.conv_general_dilated`, `lax.conv_transpose(...,
+transpose_kernel=True)` and VALID `reduce_window` max pooling compute, from strided slices and
+matrix products whose gradients are slices, pads and matrix products: no convolution runs in
+the backward pass, in or out of a loop. `layers.py` picks them on the CPU backend only
+(`impl="auto"`); on an accelerator XLA's own ops run. Nothing else imports this file.
 
-Parameters are those of the flax layers (`kernel` [kh, kw, in, out] for `Conv`, [kh, kw, out,
-in] for `ConvTranspose`, `bias` [out]), so `parity/convert.py` and checkpoints work unchanged.
-Padding is explicit ((lo, hi), (lo, hi)) pairs or "SAME"/"VALID" with XLA's (and Keras's)
-meaning: SAME puts the extra pixel of an even kernel on the high side.
+Kernels are laid out as flax's (`[kh, kw, in, out]` for a convolution, `[kh, kw, out, in]` for
+a transposed one). Padding is explicit ((lo, hi), (lo, hi)) pairs or "SAME"/"VALID" with
+XLA's (and Keras's) meaning: SAME puts the extra pixel of an even kernel on the high side.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from jaxunsup import layers
 
 Padding = str | Sequence[tuple[int, int]]
 
@@ -44,7 +40,7 @@ def _transpose_same_pads(k: int, s: int) -> tuple[int, int]:
     return lo, pad_len - lo
 
 
-def _conv_pads(x, kernel_hw, strides, padding) -> tuple[tuple[int, int], tuple[int, int]]:
+def conv_pads(x, kernel_hw, strides, padding) -> tuple[tuple[int, int], tuple[int, int]]:
     if padding == "SAME":
         sizes = zip(x.shape[1:3], kernel_hw, strides, strict=True)
         return tuple(_same_pads(n, k, s) for n, k, s in sizes)
@@ -80,7 +76,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding: Padding = "
     kh, kw, c, o = kernel.shape
     if x.shape[-1] != c:
         raise ValueError(f"x has {x.shape[-1]} channels but the kernel expects {c}")
-    (sh, sw), pads = strides, _conv_pads(x, (kh, kw), strides, padding)
+    (sh, sw), pads = strides, conv_pads(x, (kh, kw), strides, padding)
     x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
     ho, wo = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
 
@@ -271,54 +267,6 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding: P
     return jax.lax.pad(full, zero, crop)  # [B, Ho, Wo, O]
 
 
-class Conv(nn.Module):
-    """`flax.linen.Conv` (2-D, NHWC) computed by `conv2d`; same parameters."""
-
-    features: int
-    kernel_size: tuple[int, int]
-    strides: tuple[int, int] = (1, 1)
-    padding: Padding = "SAME"
-    use_bias: bool = True
-    kernel_init: Callable = nn.initializers.lecun_normal()
-    bias_init: Callable = nn.initializers.zeros_init()
-
-    @nn.compact
-    def __call__(self, x, add_bias: bool = True):
-        """`add_bias=False` leaves the bias (still a parameter) to the caller, who reads it
-        from `self.variables` (e.g. to add it after a max pool, which commutes with it)."""
-        shape = (*self.kernel_size, x.shape[-1], self.features)
-        kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
-        y = conv2d(x, kernel, self.strides, self.padding)
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-            if add_bias:
-                y = y + bias.reshape(1, 1, 1, -1)  # [1, 1, 1, O]
-        return y
-
-
-class ConvTranspose(nn.Module):
-    """`flax.linen.ConvTranspose(transpose_kernel=True)` (2-D, NHWC) computed by
-    `conv_transpose2d`; same parameters."""
-
-    features: int
-    kernel_size: tuple[int, int]
-    strides: tuple[int, int] = (1, 1)
-    padding: Padding = "SAME"
-    use_bias: bool = True
-    kernel_init: Callable = nn.initializers.lecun_normal()
-    bias_init: Callable = nn.initializers.zeros_init()
-
-    @nn.compact
-    def __call__(self, x):
-        shape = (*self.kernel_size, self.features, x.shape[-1])
-        kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
-        y = conv_transpose2d(x, kernel, self.strides, self.padding)
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-            y = y + bias.reshape(1, 1, 1, -1)  # [1, 1, 1, O]
-        return y
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def max_pool(x: jax.Array, window: tuple[int, int]) -> jax.Array:
     """VALID max pooling with stride 1 over [B, H, W, C], separably (rows, then columns).
@@ -397,32 +345,35 @@ def _max_pool_bwd(window, res, g):
 max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
-def torch_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-               padding: int = 0, *, use_bias: bool = True,
-               name: str | None = None) -> Conv:  # fmt: skip
-    """`Conv` computing `torch.nn.Conv2d(in, out, k, stride, padding)`, torch's init
-    (as `layers.conv`)."""
-    bound = 1.0 / math.sqrt(in_channels * kernel_size**2)
-    k, s, p = kernel_size, stride, padding
-    return Conv(
-        out_channels, (k, k), (s, s), ((p, p), (p, p)), use_bias=use_bias,
-        kernel_init=layers.uniform(bound), bias_init=layers.uniform(bound), name=name,
-    )  # fmt: skip
+def _windows(x: jax.Array, window: tuple[int, int]) -> jax.Array:
+    """[B, H, W, C] → [B, H/kh, W/kw, C, kh·kw]: each window in row-major order (floor mode)."""
+    (kh, kw), (b, h, w, c) = window, x.shape
+    x = x[:, : h // kh * kh, : w // kw * kw]
+    x = x.reshape(b, h // kh, kh, w // kw, kw, c)  # [B, H/kh, kh, W/kw, kw, C]
+    return x.transpose(0, 1, 3, 5, 2, 4).reshape(b, h // kh, w // kw, c, kh * kw)
 
 
-def torch_conv_transpose(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                         padding: int = 0, output_padding: int = 0, *,
-                         use_bias: bool = True,
-                         name: str | None = None) -> ConvTranspose:  # fmt: skip
-    """`ConvTranspose` computing `torch.nn.ConvTranspose2d(in, out, k, stride, padding,
-    output_padding)`, torch's init (as `layers.conv_transpose`): the dilated input is padded
-    k − 1 − p on each side plus `output_padding` on the high side."""
-    bound = 1.0 / math.sqrt(out_channels * kernel_size**2)  # torch's fan_in of the weight
-    k, s, p = kernel_size, stride, padding
-    if not 0 <= p <= k - 1 or not 0 <= output_padding < max(s, 1):
-        raise ValueError("need 0 <= padding < kernel_size and output_padding < stride")
-    pads = ((k - 1 - p, k - 1 - p + output_padding),) * 2
-    return ConvTranspose(
-        out_channels, (k, k), (s, s), pads, use_bias=use_bias, kernel_init=layers.uniform(bound),
-        bias_init=layers.uniform(bound), name=name,
-    )  # fmt: skip
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def max_pool_tiled(x: jax.Array, window: tuple[int, int]) -> jax.Array:
+    """VALID max pooling of [B, H, W, C] with stride = window (torch's `MaxPool2d(k)`, floor
+    mode: a partial last row/column of windows is dropped). The gradient goes to the first
+    maximum of each window in row-major order, as torch's. The windows come from a reshape,
+    so forward and backward are elementwise (on CPU much faster than `reduce_window` and its
+    `select_and_scatter`)."""
+    return jnp.max(_windows(x, window), axis=-1)
+
+
+def _tiled_fwd(x, window):
+    win = _windows(x, window)
+    return jnp.max(win, axis=-1), (jnp.argmax(win, axis=-1), x.shape)
+
+
+def _tiled_bwd(window, res, g):
+    (kh, kw), (first, (b, h, w, c)) = window, res
+    grad = jax.nn.one_hot(first, kh * kw, dtype=g.dtype) * g[..., None]  # [B, H', W', C, kh·kw]
+    grad = grad.reshape(b, h // kh, w // kw, c, kh, kw).transpose(0, 1, 4, 2, 5, 3)
+    grad = grad.reshape(b, h // kh * kh, w // kw * kw, c)  # [B, H', W', C]
+    return (jnp.pad(grad, ((0, 0), (0, h % kh), (0, w % kw), (0, 0))),)
+
+
+max_pool_tiled.defvjp(_tiled_fwd, _tiled_bwd)

@@ -1,5 +1,6 @@
 """Convolutional AE (post 000 §4): shapes, parameter count, loss, training, CLI end to end."""
 
+import functools
 import json
 
 import flax.linen as nn
@@ -25,14 +26,16 @@ class LaxConvAE(nn.Module):
     """The same network from `layers.conv`/`conv_transpose` (XLA convolutions, torch-tested)."""
 
     def setup(self):
-        self.encoder_0 = layers.conv(1, 16, 3, stride=2)
-        self.encoder_2 = layers.conv(16, 32, 3, stride=2)
-        self.encoder_4 = layers.conv(32, 64, 3)
+        conv = functools.partial(layers.conv, impl="xla")
+        conv_t = functools.partial(layers.conv_transpose, impl="xla")
+        self.encoder_0 = conv(1, 16, 3, stride=2)
+        self.encoder_2 = conv(16, 32, 3, stride=2)
+        self.encoder_4 = conv(32, 64, 3)
         self.encoder_7 = layers.dense(1024, 10)
         self.decoder_0 = layers.dense(10, 1024)
-        self.decoder_3 = layers.conv_transpose(64, 32, 3)
-        self.decoder_5 = layers.conv_transpose(32, 16, 3, stride=2)
-        self.decoder_7 = layers.conv_transpose(16, 1, 3, stride=2, output_padding=1)
+        self.decoder_3 = conv_t(64, 32, 3)
+        self.decoder_5 = conv_t(32, 16, 3, stride=2)
+        self.decoder_7 = conv_t(16, 1, 3, stride=2, output_padding=1)
 
     def __call__(self, x):
         h = nn.relu(self.encoder_4(nn.relu(self.encoder_2(nn.relu(self.encoder_0(x))))))

@@ -78,14 +78,14 @@ def test_cli_end_to_end(tmp_path):
 
 
 def test_patch_convolutions_equal_xla_convolutions(key):
-    """The default layers (`patch_conv`, fast to train on CPU) and XLA's convolutions compute
+    """The matmul forms (`patch_conv`, the CPU default) and XLA's convolutions compute
     the same networks with the same parameters, forward and backward."""
     state = dcgan.create_state(key, dcgan.DCGANConfig())
     z = jax.random.normal(key, (3, 128))
-    g_fast, g_xla = dcgan.Generator(128), dcgan.Generator(128, xla_convs=True)
+    g_fast, g_xla = dcgan.Generator(128, "matmul"), dcgan.Generator(128, "xla")
     x = g_fast.apply(state.g.params, z)
     np.testing.assert_allclose(x, g_xla.apply(state.g.params, z), atol=1e-5)
-    d_fast, d_xla = dcgan.Discriminator(), dcgan.Discriminator(xla_convs=True)
+    d_fast, d_xla = dcgan.Discriminator(conv_impl="matmul"), dcgan.Discriminator(conv_impl="xla")
     np.testing.assert_allclose(
         d_fast.apply(state.d.params, x), d_xla.apply(state.d.params, x), atol=1e-5
     )

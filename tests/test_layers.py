@@ -49,11 +49,12 @@ def _run(layer, torch_layer, x_nchw):
     [(1, 16, 3, 2, 0, 28), (16, 32, 3, 2, 0, 13), (1, 128, 3, 2, 1, 28), (256, 1, 3, 2, 0, 4),
      (3, 8, 4, 1, 1, 9)],
 )  # fmt: skip
-def test_conv_matches_torch(cin, cout, k, s, p, hw):
+@pytest.mark.parametrize("impl", layers.IMPLS)
+def test_conv_matches_torch(cin, cout, k, s, p, hw, impl):
     torch.manual_seed(0)
     ref = torch.nn.Conv2d(cin, cout, k, stride=s, padding=p)
     x = torch.randn(2, cin, hw, hw)
-    ours, theirs = _run(layers.conv(cin, cout, k, s, p), ref, x)
+    ours, theirs = _run(layers.conv(cin, cout, k, s, p, impl=impl), ref, x)
     assert ours.shape == theirs.shape
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
@@ -71,11 +72,12 @@ def test_conv_matches_torch(cin, cout, k, s, p, hw):
         (64, 64, 3, 2, 1, 1, 7, 14),  # post 003 VAE decoder
     ],
 )
-def test_conv_transpose_matches_torch(cin, cout, k, s, p, op, hw, out_hw):
+@pytest.mark.parametrize("impl", layers.IMPLS)
+def test_conv_transpose_matches_torch(cin, cout, k, s, p, op, hw, out_hw, impl):
     torch.manual_seed(0)
     ref = torch.nn.ConvTranspose2d(cin, cout, k, stride=s, padding=p, output_padding=op)
     x = torch.randn(2, cin, hw, hw)
-    ours, theirs = _run(layers.conv_transpose(cin, cout, k, s, p, op), ref, x)
+    ours, theirs = _run(layers.conv_transpose(cin, cout, k, s, p, op, impl=impl), ref, x)
     assert ours.shape == theirs.shape == (2, out_hw, out_hw, cout)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 

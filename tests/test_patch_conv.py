@@ -1,4 +1,5 @@
-"""patch_conv: the loop-friendly convolutions equal XLA's (and so torch's, see test_layers)."""
+"""patch_conv: the loop-friendly convolutions (`layers`' "matmul" impl) equal XLA's (and so
+torch's, see test_layers and parity/)."""
 
 import flax.linen as nn
 import jax
@@ -49,20 +50,22 @@ def _check(ours, ref, params, x):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("impl", ["matmul", "xla"])
 @pytest.mark.parametrize("h, w, c, o, k, s, pad", CONV_CASES)
-def test_conv_matches_flax_conv_and_its_gradients(key, h, w, c, o, k, s, pad):
+def test_conv_matches_flax_conv_and_its_gradients(key, impl, h, w, c, o, k, s, pad):
     x = jax.random.normal(key, (2, h, w, c))
     ref = nn.Conv(o, (k, k), strides=(s, s), padding=pad)
     params = _params(key, (k, k, c, o), o)
-    _check(patch_conv.Conv(o, (k, k), (s, s), pad), ref, params, x)
+    _check(layers.Conv(o, (k, k), (s, s), pad, impl=impl), ref, params, x)
 
 
+@pytest.mark.parametrize("impl", ["matmul", "xla"])
 @pytest.mark.parametrize("h, w, i, o, k, s, pad", TRANSPOSE_CASES)
-def test_conv_transpose_matches_flax_and_its_gradients(key, h, w, i, o, k, s, pad):
+def test_conv_transpose_matches_flax_and_its_gradients(key, impl, h, w, i, o, k, s, pad):
     x = jax.random.normal(key, (2, h, w, i))
     ref = nn.ConvTranspose(o, (k, k), strides=(s, s), padding=pad, transpose_kernel=True)
     params = _params(key, (k, k, o, i), o)  # [kh, kw, out, in]
-    _check(patch_conv.ConvTranspose(o, (k, k), (s, s), pad), ref, params, x)
+    _check(layers.ConvTranspose(o, (k, k), (s, s), pad, impl=impl), ref, params, x)
 
 
 TORCH_CASES = [  # (transposed, in, out, k, stride, padding, output_padding, input size)
@@ -76,16 +79,17 @@ TORCH_CASES = [  # (transposed, in, out, k, stride, padding, output_padding, inp
 
 
 @pytest.mark.parametrize("transposed, i, o, k, s, p, op, size", TORCH_CASES)
-def test_torch_factories_equal_layers_factories(key, transposed, i, o, k, s, p, op, size):
-    """Same names, init draws and function as `layers.conv` / `layers.conv_transpose`
-    (torch-tested, test_layers; torch itself in parity/)."""
+def test_torch_factories_agree_across_impls(key, transposed, i, o, k, s, p, op, size):
+    """`layers.conv` / `layers.conv_transpose` with impl="matmul" and impl="xla": the same
+    names, init draws and function (torch-tested, test_layers; torch itself in parity/)."""
     x = jax.random.normal(key, (2, size, size, i))
     if transposed:
-        ours = patch_conv.torch_conv_transpose(i, o, k, s, p, op)
-        ref = layers.conv_transpose(i, o, k, s, p, op)
+        ours = layers.conv_transpose(i, o, k, s, p, op, impl="matmul")
+        ref = layers.conv_transpose(i, o, k, s, p, op, impl="xla")
         out_size = (size - 1) * s - 2 * p + k + op  # torch's ConvTranspose2d
     else:
-        ours, ref = patch_conv.torch_conv(i, o, k, s, p), layers.conv(i, o, k, s, p)
+        ours = layers.conv(i, o, k, s, p, impl="matmul")
+        ref = layers.conv(i, o, k, s, p, impl="xla")
         out_size = (size + 2 * p - k) // s + 1
     p_ours, p_ref = jax.jit(ours.init)(key, x), jax.jit(ref.init)(key, x)
     assert jax.tree.structure(p_ours) == jax.tree.structure(p_ref)
@@ -157,7 +161,7 @@ def test_channel_mismatch_and_bad_padding_raise(key):
     with pytest.raises(ValueError, match="channels"):
         patch_conv.conv_transpose2d(jnp.zeros((1, 8, 8, 3)), jnp.zeros((3, 3, 4, 2)))
     with pytest.raises(ValueError, match="output_padding"):
-        patch_conv.torch_conv_transpose(4, 4, 3, stride=1, output_padding=1)
+        layers.conv_transpose(4, 4, 3, stride=1, output_padding=1)
 
 
 def test_max_pool_nan_wins_its_windows_as_in_xla():

@@ -72,10 +72,10 @@ def test_too_small_input_is_rejected():
 
 
 def test_patch_conv_path_equals_layers_path(key):
-    """The post's model computes the same function and gradients with `matmul_convs` on
-    (`patch_conv`'s layers) or off (XLA's convolutions, `layers`); the parameters agree."""
-    fast = vae.make_model(vae.Config(), 28)
-    ref = vae.make_model(vae.Config(matmul_convs=False), 28)
+    """The post's model computes the same function and gradients with conv_impl="matmul"
+    (`patch_conv`'s forms) and "xla" (XLA's convolutions); the parameters agree."""
+    fast = vae.make_model(vae.Config(conv_impl="matmul"), 28)
+    ref = vae.make_model(vae.Config(conv_impl="xla"), 28)
     x = jax.random.uniform(key, (4, 28, 28, 1))
     eps = jax.random.normal(key, (4, 2))
     shapes = jax.eval_shape(fast.init, key, x, eps)

@@ -2,18 +2,22 @@
 `torch.save`, loaded back and compared at every convolution), `.npz` round trip, errors, and
 the custom gradients of the 3×3 convolution and the 2×2 max pool against torch."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 
-from jaxunsup import vgg
+from jaxunsup import backend, layers, vgg
+
+DIMS = ("NHWC", "HWIO", "NHWC")
 
 CONVS = tuple(f"conv_{i}" for i in range(1, 17))
 ALL_LAYERS = tuple(n for n, i in sorted(vgg.LAYER_INDEX.items(), key=lambda kv: kv[1])
                    if n.startswith(("conv_", "relu_", "maxpool_")))  # fmt: skip
-_features = jax.jit(vgg.features, static_argnames="layers")
+_features = jax.jit(vgg.features, static_argnames=("layers", "conv_impl"))
 
 
 def test_layer_names_follow_the_post_and_the_paper():
@@ -148,19 +152,30 @@ def test_conv_gradients_match_autodiff():
     rng = np.random.default_rng(0)
     x, k, g = (rng.normal(size=s).astype(np.float32)
                for s in ((2, 9, 7, 5), (3, 3, 5, 4), (2, 9, 7, 4)))  # fmt: skip
+    pads = ((1, 1), (1, 1))
     grads = jax.jit(lambda f: jax.vjp(f, x, k)[1](g), static_argnums=0)
-    for a, b in zip(grads(vgg.conv3x3), grads(vgg._conv), strict=True):
+
+    def lax_conv(x, k):  # autodiff of XLA's convolution, no hand-written VJP
+        return jax.lax.conv_general_dilated(x, k, (1, 1), pads, dimension_numbers=DIMS)
+
+    ours = functools.partial(layers.conv2d, strides=(1, 1), padding=pads, impl="xla")
+    assert backend.on_cpu()  # "xla" on CPU: the stride-1 convolution's hand-written VJP
+    for a, b in zip(grads(ours), grads(lax_conv), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("platform", ["cpu", "gpu"])
+@pytest.mark.parametrize("impl", ["xla", "matmul"])
 @pytest.mark.parametrize("shape", [(2, 6, 8, 3), (1, 7, 5, 2)])
-def test_max_pool_and_its_gradient_match_torch_with_ties(shape):
+def test_max_pool_and_its_gradient_match_torch_with_ties(monkeypatch, shape, impl, platform):
     """Ties everywhere (values in {0, 1, 2}); torch sends the gradient to the first maximum of
-    each window, and odd sizes drop the last row/column."""
+    each window, and odd sizes drop the last row/column. On CPU the tiled pool's hand-written
+    VJP, with the backend reported as a GPU XLA's `reduce_window` for impl="xla"."""
+    monkeypatch.setattr(backend, "platform", lambda: platform)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 3, shape).astype(np.float32)
     g = rng.normal(size=(shape[0], shape[1] // 2, shape[2] // 2, shape[3])).astype(np.float32)
-    y, vjp = jax.vjp(vgg.max_pool2x2, jnp.asarray(x))
+    y, vjp = jax.vjp(lambda a: layers.max_pool(a, (2, 2), impl=impl), jnp.asarray(x))
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
     yt = torch.nn.MaxPool2d(2, 2)(xt)
     yt.backward(torch.from_numpy(g.transpose(0, 3, 1, 2).copy()))
