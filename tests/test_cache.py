@@ -1,5 +1,6 @@
 """The persistent compilation cache (jaxunsup.cache, the CLI's flags) and a light start-up."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
-from jaxunsup import autoencoder, cache, data
+from jaxunsup import autoencoder, cache, cli, data
 
 _CACHE_HITS = "/jax/compilation_cache/cache_hits"
 
@@ -43,6 +44,17 @@ def test_the_cli_cache_setting_reaches_jax(tmp_path):
     assert done.returncode == 0, done.stderr
     assert not _entries(env_dir)
     assert json.loads((tmp_path / "b" / "results.json").read_text())  # it did run
+
+
+def test_an_unusable_cache_folder_costs_a_one_line_notice(capsys, tmp_path):
+    """The run goes on without the cache (and JAX keeps its setting)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    before = jax.config.jax_compilation_cache_dir
+    cli._enable_cache(argparse.Namespace(no_cache=False, cache_dir=blocker / "cache"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "compilation cache off" in err[0] and "--cache-dir" in err[0]
+    assert jax.config.jax_compilation_cache_dir == before
 
 
 def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
