@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.cluster import KMeans as SkKMeans
+from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans
 from sklearn.utils._test_common.instance_generator import PER_ESTIMATOR_XFAIL_CHECKS
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from jaxunsup.kmeans import KMeans
+from jaxunsup.minibatch_kmeans import MiniBatchKMeans
 
 # scikit-learn 1.9 declares these for its KMeans and MiniBatchKMeans (instance_generator's
 # PER_ESTIMATOR_XFAIL_CHECKS): k-means++ draws differ between weighted and repeated rows
@@ -26,8 +28,11 @@ EXPECTED_FAILURES = {
         "sample_weight is not equivalent to removing/repeating samples."
     ),
 }
-# scikit-learn's own test settings for its KMeans (instance_generator's INIT_PARAMS)
-ESTIMATORS = [KMeans(n_clusters=2, n_init=2, max_iter=5)]
+# scikit-learn's own test settings for its estimators (instance_generator's INIT_PARAMS)
+ESTIMATORS = [
+    KMeans(n_clusters=2, n_init=2, max_iter=5),
+    MiniBatchKMeans(n_clusters=2, n_init=2, max_iter=5, batch_size=10),
+]
 ARRAY_API = "check_array_api_input"  # needs SCIPY_ARRAY_API=1 before scipy loads: a subprocess
 
 
@@ -50,6 +55,7 @@ def _cases():
 
 def test_expected_failures_are_scikit_learns_for_its_kmeans():
     assert PER_ESTIMATOR_XFAIL_CHECKS[SkKMeans] == EXPECTED_FAILURES
+    assert PER_ESTIMATOR_XFAIL_CHECKS[SkMiniBatchKMeans] == EXPECTED_FAILURES
 
 
 @pytest.mark.parametrize("estimator, check", list(_cases()))
@@ -62,7 +68,9 @@ def test_sklearn_array_api_check_in_a_subprocess():
     code = (
         "from sklearn.utils.estimator_checks import check_array_api_input as check\n"
         "from jaxunsup.kmeans import KMeans\n"
-        "for est in [KMeans(n_clusters=2, n_init=2, max_iter=5)]:\n"
+        "from jaxunsup.minibatch_kmeans import MiniBatchKMeans\n"
+        "for est in [KMeans(n_clusters=2, n_init=2, max_iter=5),\n"
+        "            MiniBatchKMeans(n_clusters=2, n_init=2, max_iter=5, batch_size=10)]:\n"
         "    check(type(est).__name__, est, array_namespace='numpy',\n"
         "          expect_only_array_outputs=False)\n"
         "print('passed')\n"
