@@ -22,6 +22,8 @@ def affine(images: jax.Array, angles: jax.Array, shifts: jax.Array) -> jax.Array
         [B, H, W, C], the same dtype; with angle 0 and integer shifts, exactly the image moved
         by whole pixels with zeros shifted in.
     """
+    if images.ndim != 4:
+        raise ValueError(f"images must be [B, H, W, C], got shape {images.shape}; add a C axis")
     _, h, w, _ = images.shape
     rows, cols = jnp.meshgrid(
         jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij"
@@ -51,6 +53,8 @@ def random_affine(
 ) -> jax.Array:
     """`affine` with angles ~ U(−rotation, rotation) degrees and shifts ~ U(−shift, shift)·side
     pixels per axis, independently per image: [B, H, W, C] → [B, H, W, C]."""
+    if images.ndim != 4:
+        raise ValueError(f"images must be [B, H, W, C], got shape {images.shape}; add a C axis")
     b, h, w, _ = images.shape
     k_angle, k_shift = jax.random.split(key)
     angles = jax.random.uniform(k_angle, (b,), minval=-rotation, maxval=rotation) * jnp.pi / 180

@@ -352,6 +352,11 @@ def _load(ds, split, source, data_dir, base_url, checksums) -> ImageData:
     _check_choice("split", split, SPLITS)
     _check_choice("source", source, SOURCES)
     if source == "embedded":
+        if data_dir is not None:  # a folder the user named would be silently ignored
+            raise ValueError(
+                f"data_dir {data_dir} is not read with source='embedded'; "
+                "pass source='auto' (or idx, npz, csv) to read it, or drop data_dir"
+            )
         if ds is not MNIST:
             raise ValueError(f'{ds.title} has no embedded copy: use source="download" or files')
         return _load_embedded(split)
@@ -478,5 +483,7 @@ def load_image(
             ) from err
     if size is not None:
         height, width = (size, size) if isinstance(size, int) else size
+        if not all(isinstance(n, int) and n > 0 for n in (height, width)):
+            raise ValueError(f"size must be a positive int or (height, width), got {size!r}")
         image = image.resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.float32) / 255.0  # [H, W, 3]

@@ -280,6 +280,14 @@ def generate(g: training.TrainState, z) -> np.ndarray:
     """Generator output for latent vectors `z` [N, latent], in padded batches of 256 so every
     call (a 64-image grid, 12 interpolation steps, 10,000 samples) shares one compilation."""
     z = np.asarray(z, np.float32)
+    try:  # shapes only: nothing is compiled for the check
+        jax.eval_shape(g.apply_fn, g.params, jax.ShapeDtypeStruct((1, *z.shape[1:]), z.dtype))
+        assert z.ndim >= 2 and len(z) > 0
+    except Exception:  # flax's ScopeParamShapeError, a shape TypeError, a scalar z
+        raise ValueError(
+            f"z of shape {z.shape} does not fit the generator; pass latents [N, latent_dim] "
+            "(as noise() draws them)"
+        ) from None
     n = len(z)
     padded = np.concatenate([z, np.zeros((-n % GENERATE_BATCH, *z.shape[1:]), np.float32)])
     fn = functools.partial(_generate, g.params, g.apply_fn)

@@ -275,6 +275,11 @@ def validate_config(cfg: Config) -> None:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
+    if cfg.random_vgg and cfg.vgg_weights:  # the quick preset sets random_vgg without weights
+        raise ValueError(
+            f"vgg_weights {cfg.vgg_weights} would be ignored with random_vgg on; "
+            "pass --no-random-vgg to load them, or drop --vgg-weights"
+        )
     if not cfg.content_layers and not cfg.style_layers:
         raise ValueError("content_layers and style_layers are both empty; name some VGG layers")
     for kind in ("content", "style"):

@@ -397,6 +397,7 @@ def manifold_latents(n: int = 20) -> np.ndarray:
 
 def _validate(cfg: Config) -> None:
     training.check_positive("lr", cfg.lr)
+    architecture(28, cfg.channels, 1, 1)  # channels: >= 2 positive sizes (any size passes)
     for name in ("latent_dim", "kernel_size", "stride", "batch_size", "epochs", "iwae_samples",
                  "tsne_points", "checkpoint_every"):  # fmt: skip
         training.check_positive(name, getattr(cfg, name), integer=True)

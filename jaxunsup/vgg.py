@@ -127,6 +127,8 @@ def features(
     params: Mapping, images: jax.Array, layers: Sequence[str], conv_impl: str = "xla"
 ) -> dict[str, jax.Array]:
     """The activations of `layers` (names) for normalised NHWC `images` [B, H, W, 3]."""
+    if np.ndim(images) != 4 or np.shape(images)[-1] != 3:
+        raise ValueError(f"images must be RGB [B, H, W, 3], got shape {np.shape(images)}")
     outs = VGG19(depth_for(layers), conv_impl).apply(params, images)
     return {name: outs[layer_index(name)] for name in layers}
 

@@ -215,6 +215,25 @@ def test_cli_style_transfer_output_under_a_file(capsys, image_files):
     cli_error(capsys, [*args, "--out", str(image_files)], "--out", image_files)
 
 
+def test_cli_style_transfer_weights_with_random_vgg(capsys, image_files):
+    garbage = image_files / "garbage.pth"
+    args = ["style-transfer", "--random-vgg", "--vgg-weights", str(garbage), "--size", "16"]
+    cli_error(capsys, [*args, "--out", str(image_files / "o.png")], garbage, "random_vgg")
+
+
+def test_library_writes_under_a_file_or_onto_a_folder(tmp_path):
+    from jaxunsup import plots
+
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    with pytest.raises(ValueError) as err:
+        plots.save_image(afile / "x.png", np.zeros((4, 4)))
+    assert_clear(str(err.value), afile / "x.png", afile)
+    with pytest.raises(ValueError, match="folder") as err:
+        plots.save_image(tmp_path, np.zeros((4, 4)))
+    assert afile.read_text() == "keep me"
+
+
 # --- damaged checkpoints ------------------------------------------------------------------------
 PARTS = ["array data", "ocdbt manifest", "tree metadata", "step metadata", "meta json"]
 
@@ -268,6 +287,45 @@ def test_unverified_damaged_checkpoint_translated_without_stray_tracebacks(
     time.sleep(0.5)  # callbacks of reads still in flight would print by now
     assert "Event loop" not in capfd.readouterr().err
     assert tree_digest(workdir) == before
+
+
+_KILLED_RUN = """
+import os, signal, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from jaxunsup import checkpoint
+import test_bad_inputs as t
+
+digests = checkpoint._file_digests
+def killing(step_dir):  # SIGKILL after orbax commits step 2, before its digests are written
+    if step_dir.name == "2" and os.environ.get("KILL"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return digests(step_dir)
+checkpoint._file_digests = killing
+state, _ = t._fit(sys.argv[1], epochs=4)
+np.save(sys.argv[1] + "_w.npy", np.asarray(state.params["w"]))
+"""
+
+
+def test_sigkill_between_commit_and_digests_resumes_bit_identical(tmp_path):
+    """A run killed mid-save (orbax's step committed, its digests not yet written) resumes
+    from that unverified step: the same parameters, bit for bit, and one row per epoch."""
+    script = tmp_path / "run.py"
+    script.write_text(_KILLED_RUN.format(tests=str(Path(__file__).parent)))
+    workdir = tmp_path / "w"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    killed = subprocess.run([sys.executable, script, workdir], env={**env, "KILL": "1"},
+                            capture_output=True, timeout=300)  # fmt: skip
+    assert killed.returncode == -9
+    assert not (workdir / "checkpoints" / "2" / checkpoint.DIGEST_FILE).exists()
+    resumed = subprocess.run([sys.executable, script, workdir], env=env, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Traceback" not in resumed.stderr
+    full, _ = _fit(tmp_path / "full", epochs=4)
+    np.testing.assert_array_equal(np.load(f"{workdir}_w.npy"), np.asarray(full.params["w"]))
+    rows = [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").open()]
+    assert rows == [1, 2, 3, 4]
 
 
 def test_checkpoint_of_another_model(tmp_path, trained):
@@ -367,6 +425,16 @@ def test_damaged_mnist_npz(tmp_path, capsys):
     assert "BadZipFile" not in err and not workdir.exists()
 
 
+def test_data_dir_that_a_source_would_ignore(capsys, tmp_path):
+    with pytest.raises(ValueError, match="embedded") as err:
+        data.load_mnist("train", source="embedded", data_dir=tmp_path)
+    assert_clear(str(err.value), "data_dir", tmp_path)
+    workdir = tmp_path / "run"
+    args = ["run", "deep-kmeans", "--preset", "quick", "--workdir", str(workdir)]
+    cli_error(capsys, [*args, "--data-dir", str(tmp_path)], "data_dir", "source")
+    assert not workdir.exists()
+
+
 # --- create_state and encode check their input against the Config / the model ----------------
 def test_vae_create_state_refuses_other_channels(key):
     with pytest.raises(ValueError, match="channels") as err:
@@ -417,6 +485,27 @@ def test_encode_and_decode_refuse_wrong_shapes(key):
         ae_conv.decode(conv, np.zeros((2, 7)))
     assert_clear(str(err.value), "codes", "(2, 7)")
     assert ae_conv.decode(conv, np.zeros((2, 10))).shape == (2, 28, 28, 1)
+
+
+def test_gan_vgg_augment_and_blobs_refuse_wrong_inputs(key):
+    from jaxunsup import augment, basics, gan
+
+    g = gan.create_state(key, gan.GANConfig()).g
+    with pytest.raises(ValueError, match="generator") as err:
+        gan.generate(g, np.zeros((2, 7)))  # the MLP GAN's latent is 128
+    assert_clear(str(err.value), "z", "(2, 7)")
+    assert gan.generate(g, np.zeros((2, 128))).shape == (2, 28, 28, 1)
+    params = vgg.init_vgg19(0, ("conv_1",))
+    with pytest.raises(ValueError, match="RGB") as err:
+        vgg.features(params, jnp.zeros((1, 8, 8, 1)), ("conv_1",))
+    assert_clear(str(err.value), "images", "(1, 8, 8, 1)")
+    with pytest.raises(ValueError, match="B, H, W, C") as err:
+        augment.random_affine(jnp.zeros((2, 8, 8)), key)
+    assert_clear(str(err.value), "images")
+    state = basics.create_state(key, basics.BlobsConfig())
+    with pytest.raises(ValueError, match="NaN") as err:
+        basics.train(state, np.full((8, 2), np.nan), np.zeros(8), epochs=2, verbose=False)
+    assert_clear(str(err.value), "train points")
 
 
 # --- non-finite data and starting points --------------------------------------------------------
