@@ -24,9 +24,10 @@ Deviations:
   √v̂ (as torch does). Keras's update equals optax's with ε/√(1 − β₂ᵗ) in place of ε: 3.2e-6 at
   the first step, 1e-7 after a few thousand; next to √v̂ of gradients ≳ 1e-3 that changes the
   first updates by ≲ 0.3 % and later ones not at all. Parity is checked against torch's Adam.
-- The encoder computes ReLU(pool(conv(x))), which equals the post's pool(ReLU(conv(x)))
-  (ReLU is monotone), values and gradients; convolutions and the pool come from `layers`
-  (`conv_impl`: on CPU the matmul forms, several times faster inside `fit`'s scanned epochs).
+- The encoder computes ReLU(pool(conv(x)) + b) (`layers.ConvMaxPool`), which equals the
+  post's pool(ReLU(conv(x) + b)) (ReLU is monotone, the bias per channel), values and
+  gradients; convolutions and the pool come from `layers` (`conv_impl`: on CPU the matmul
+  forms, several times faster inside `fit`'s scanned epochs).
 - The post's §2 code uses `MaxPooling2D` without importing it (a NameError); jaxunsup has it.
 - k-means runs on the held-out test images' latents (the post clusters its training images).
 - Each epoch drops the remainder of the shuffled data (none with 3,000 images at batch 300).
@@ -129,7 +130,10 @@ class KerasCNNAE(nn.Module):
     def setup(self):
         glorot, impl = nn.initializers.glorot_uniform(), self.conv_impl
         conv = functools.partial(layers.Conv, padding="SAME", kernel_init=glorot, impl=impl)
-        self.e_conv = conv(self.filters, (5, 5))
+        self.e_conv = layers.ConvMaxPool(
+            self.filters, (5, 5), padding="SAME", kernel_init=glorot, impl=impl,
+            window=(5, 5), pool_strides=(1, 1),
+        )  # fmt: skip
         self.e_latent = _dense(14 * 14, "e_latent")
         self.d_conv_t = layers.ConvTranspose(
             self.filters, (4, 4), (2, 2), padding="SAME", kernel_init=glorot, impl=impl
@@ -137,8 +141,7 @@ class KerasCNNAE(nn.Module):
         self.x_output = conv(1, (4, 4))
 
     def encode(self, x):
-        y = self.e_conv(x)  # [B, 28, 28, filters]
-        h = nn.relu(layers.max_pool(y, (5, 5), (1, 1), self.conv_impl))  # [B, 24, 24, F]
+        h = nn.relu(self.e_conv(x))  # conv 28×28, then the 5×5/1 pool: [B, 24, 24, filters]
         h = h.reshape(h.shape[0], -1)  # [B, 24·24·filters], Keras's NHWC Flatten
         return self.e_latent(h)  # [B, 196]
 

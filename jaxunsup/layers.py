@@ -153,6 +153,24 @@ class Conv(nn.Module):
         return _add_bias(self, y)
 
 
+class ConvMaxPool(Conv):
+    """`Conv` then VALID max pooling (Keras's Conv2D + MaxPooling2D), `Conv`'s parameters.
+
+    The bias is added after the pool, which commutes with a per-channel constant: the same
+    values and gradients, and the bias touches the smaller map (on CPU the pool then reads the
+    convolution's product as it is, measurably faster in the Keras CNN AE's step)."""
+
+    window: tuple[int, int] = (2, 2)
+    pool_strides: tuple[int, int] | None = None  # None: the window
+
+    @nn.compact
+    def __call__(self, x):
+        shape = (*self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", self.kernel_init, shape, jnp.float32).astype(x.dtype)
+        y = conv2d(x, kernel, self.strides, self.padding, self.impl)
+        return _add_bias(self, max_pool(y, self.window, self.pool_strides, self.impl))
+
+
 class ConvTranspose(nn.Module):
     """`flax.linen.ConvTranspose(transpose_kernel=True)` (2-D, NHWC), flax's parameters
     (`kernel` [kh, kw, O, C], `bias` [O])."""
