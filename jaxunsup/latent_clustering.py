@@ -178,34 +178,26 @@ def evaluate(
       {"latent": {acc, nmi, ari, inertia}, "pixels": {...}, "figures": [names],
        "table": rows {metric, ours, seed} for results.json}.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from threadpoolctl import threadpool_limits
 
     from jaxunsup import plots
 
     workdir = Path(workdir)
-    labels, feats = np.asarray(labels), _features(latents, "latents")
-    if labels.shape != (len(feats),):
-        raise ValueError(f"labels must have shape ({len(feats)},), got {labels.shape}.")
+    labels = np.asarray(labels)
     out = {}
     # One OpenMP/BLAS thread: scikit-learn's k-means and t-SNE threads spin-wait when the cores
     # are shared (with JAX's pool or other jobs) and then burn 10-40x the CPU time (t-SNE of
     # 200 points: 0.8 s on one thread, 12-32 s on two busy cores) for the same result.
-    # The t-SNE (scikit-learn's compiled loop, which releases the GIL) runs in a thread beside
-    # the two k-means fits and the cluster figure: the same embedding, on the other core.
-    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=1) as pool:
-        embedding = pool.submit(plots.tsne_embed, feats, seed=seed)
+    with threadpool_limits(limits=1):
         for name, x in (("latent", latents), ("pixels", images)):
             assignments, inertia = kmeans(x, **KMEANS_ARGS)
             out[name] = {**scores(labels, assignments), "inertia": inertia}
             if name == "latent":
                 figure = save_cluster_figure(workdir / "clusters.png", images, latents, assignments)
-        emb, idx = embedding.result()
-    tsne = plots.save_scatter(
-        workdir / "latent_tsne.png", emb, labels[idx],
-        title=f"t-SNE of {what} ({len(labels)} images)",
-    )  # fmt: skip
+        tsne = plots.save_tsne(
+            workdir / "latent_tsne.png", _features(latents, "latents"), labels, seed=seed,
+            title=f"t-SNE of {what} ({len(labels)} images)",
+        )  # fmt: skip
 
     def triple(s):
         return [round(s["acc"], 4), round(s["nmi"], 4), round(s["ari"], 4)]
