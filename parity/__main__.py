@@ -1,13 +1,14 @@
-"""`python -m parity [NAME ...]`: the parity table on whatever device JAX and torch use."""
+"""`python -m parity [NAME ...]`: the parity table, torch on the device JAX uses (parity.device)."""
 
 from __future__ import annotations
 
+import os
 import sys
 
-import jax
-import torch
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX and torch share a GPU
 
-from parity.checks import CHECKS
+from parity import device  # noqa: E402
+from parity.checks import CHECKS  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -16,7 +17,8 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown check(s) {unknown}; choose from {list(CHECKS)}", file=sys.stderr)
         return 2
-    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; torch {torch.__version__}")
+    device.full_float32()  # the precision policy, once, before any check
+    print(device.describe())
     print("| model | level | what | max abs err | max rel err | tolerance | ok |")
     print("|---|---|---|---|---|---|---|")
     failed = 0
@@ -24,7 +26,8 @@ def main(argv: list[str]) -> int:
         for r in CHECKS[name]():
             failed += not r["ok"]
             print(f"| {r['model']} | {r['level']} | {r['what']} | {r['max_abs']:.2e} | "
-                  f"{r['max_rel']:.2e} | {r['tol']} | {'yes' if r['ok'] else 'NO'} |")  # fmt: skip
+                  f"{r['max_rel']:.2e} | {r['tol']} | {'yes' if r['ok'] else 'NO'} |",
+                  flush=True)  # fmt: skip
     return 1 if failed else 0
 
 

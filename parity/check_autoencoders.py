@@ -5,7 +5,9 @@ Every model gets the docs/DESIGN.md levels from the same torch weights (converte
 step, L3 a short run from the same weights and batch order. The denoiser's noise is drawn in
 JAX (`ae_denoising.add_noise` with the step's key) and handed to torch as the noisy input.
 The ConvTranspose with `output_padding=1` (post 000 §4's last layer, the known trap) is also
-checked alone, both as `patch_conv` computes it and as `layers.conv_transpose` does.
+checked alone, with `layers.conv_transpose` computing it by each impl ("matmul", "xla").
+The conv models give L0 and L1 rows for each conv impl (the model name suffixed ` [impl]`),
+and L2/L3 rows for the impls in `trained` (every impl unless a caller asks for fewer).
 
 `parity.checks` imports this module for its CHECKS table, so `row` is imported inside the
 functions (a module-level import would be circular).
@@ -28,11 +30,13 @@ from jaxunsup import (
     autoencoder,
     data,
     layers,
-    patch_conv,
     training,
 )
 from parity import torch_autoencoders as ta
 from parity.convert import params_to_torch, torch_to_params
+from parity.device import module, numpy, tensor
+
+IMPLS = ("matmul", "xla")  # the conv impls every conv model's rows cover
 
 
 def _batches(n_batches: int, batch_size: int) -> np.ndarray:
@@ -43,11 +47,12 @@ def _batches(n_batches: int, batch_size: int) -> np.ndarray:
 
 
 def _nchw(x) -> torch.Tensor:
-    return torch.from_numpy(np.array(x, np.float32).transpose(0, 3, 1, 2).copy())
+    """NHWC images → a float32 NCHW tensor on the torch device."""
+    return tensor(np.asarray(x, np.float32).transpose(0, 3, 1, 2))
 
 
 def _nhwc(t: torch.Tensor) -> np.ndarray:
-    return t.detach().numpy().transpose(0, 2, 3, 1)
+    return numpy(t).transpose(0, 2, 3, 1)
 
 
 def _one_torch_thread(fn):
@@ -71,59 +76,92 @@ def _worst(rows: list[dict], what: str) -> dict:
     return {**worst, "what": what, "ok": all(r["ok"] for r in rows)}
 
 
-def _levels(name, ref, model, loss_fn, step, batches, *, lr, eps, inputs=None, tol) -> list:
-    """L0-L3 for a model whose loss is MSE(model(inputs(x, key)), x).
+def _levels(ref, models, loss_fn, step, batches, *, lr, eps, inputs=None, tol, trained=None):
+    """L0-L3 rows for a model whose loss is MSE(model(inputs(x, key)), x).
 
     Args:
       ref: the torch reference (NCHW in and out), at its initial weights.
-      model: the flax module; `loss_fn`/`step` its loss and jitted train step.
+      models: row name → flax module (one per conv impl, or one); `loss_fn`/`step` their loss
+        and jitted train step. Each gets L0 and L1 rows.
+      trained: the names in `models` that also get L2 and L3 rows (default: all).
       batches: [S, B, 28, 28, 1]; the first one serves L0-L2.
       inputs: `(x, key) -> model input` (the denoiser's noise); default x itself.
       tol: {"L0": atol, "L1": (atol, rtol), "L3": (atol, rtol)}; L2 is atol 1e-2·lr
         (docs/DESIGN.md).
     """
-    from parity.checks import row
-
     inputs = inputs or (lambda x, key: x)
+    ref = module(ref)
     sd = {k: v.clone() for k, v in ref.state_dict().items()}
-    params = torch_to_params(sd)
-    key = jax.random.key(0)
-    x = batches[0]
-    rows = []
-    ours = jax.jit(model.apply)(params, jnp.asarray(x))  # compiled: eager op-by-op is slow
-    rows.append(row(name, "L0", "output", ours, _nhwc(ref(_nchw(x))), atol=tol["L0"]))
-
-    grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True), static_argnums=1)
-    (loss, _), grads = grad_fn(params, model.apply, jnp.asarray(x), key)
+    key, x = jax.random.key(0), batches[0]
+    t_out = _nhwc(ref(_nchw(x)))
     ref.zero_grad()
     t_loss = torch.nn.functional.mse_loss(ref(_nchw(inputs(x, key))), _nchw(x))
     t_loss.backward()
+    theirs = (t_out, t_loss.item(), {k: numpy(p.grad) for k, p in ref.named_parameters()})
+    rows = []
+    for name, model in models.items():
+        rows += _forward_rows(name, model, loss_fn, sd, x, key, theirs, tol)
+    run = _torch_runs(ref, sd, batches, lr, eps, inputs, key)
+    for name in models if trained is None else trained:
+        rows += _training_rows(name, models[name], step, sd, batches, run, lr, eps, key, tol)
+    return rows
+
+
+def _forward_rows(name, model, loss_fn, sd, x, key, theirs, tol) -> list[dict]:
+    """L0 output and L1 loss + every gradient against the torch values `theirs`."""
+    from parity.checks import row
+
+    t_out, t_loss, t_grads = theirs
+    params = torch_to_params(sd)
+    ours = jax.jit(model.apply)(params, jnp.asarray(x))  # compiled: eager op-by-op is slow
+    rows = [row(name, "L0", "output", ours, t_out, atol=tol["L0"])]
+    grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True), static_argnums=1)
+    (loss, _), grads = grad_fn(params, model.apply, jnp.asarray(x), key)
     atol, rtol = tol["L1"]
-    rows.append(row(name, "L1", "loss", loss, t_loss.item(), atol=atol, rtol=rtol))
+    rows.append(row(name, "L1", "loss", loss, t_loss, atol=atol, rtol=rtol))
     ours_g = params_to_torch(grads, sd)
-    g_rows = [row(name, "L1", k, ours_g[k], p.grad.numpy(), atol=atol, rtol=rtol)
-              for k, p in ref.named_parameters()]  # fmt: skip
+    g_rows = [row(name, "L1", k, ours_g[k], g, atol=atol, rtol=rtol) for k, g in t_grads.items()]
     rows.append(_worst(g_rows, "gradients (all layers)"))
+    return rows
+
+
+def _torch_runs(ref, sd, batches, lr, eps, inputs, key):
+    """`run(k)`: the torch loop over the first k batches from `sd` → (losses, state_dict);
+    memoised, so several impls compare against one torch run."""
+    memo = {}
+
+    def run(k):
+        if k not in memo:
+            ref.load_state_dict(sd)
+            t_in = [_nchw(inputs(b, jax.random.fold_in(key, t))) for t, b in enumerate(batches[:k])]
+            losses = ta.train_steps(ref, [_nchw(b) for b in batches[:k]], lr, eps, inputs=t_in)
+            memo[k] = losses, {n: numpy(v) for n, v in ref.state_dict().items()}
+        return memo[k]
+
+    return run
+
+
+def _training_rows(name, model, step, sd, batches, run, lr, eps, key, tol) -> list[dict]:
+    """L2 every parameter after one Adam step; L3 the loss curve over `batches`."""
+    from parity.checks import row
 
     def train(batches):
-        state = training.create_train_state(model.apply, params, optax.adam(lr, eps=eps))
+        state = training.create_train_state(
+            model.apply, torch_to_params(sd), optax.adam(lr, eps=eps)
+        )
         losses = []
         for b in batches:
             state, m = step(state, jnp.asarray(b), key)
             losses.append(float(m["loss"]))
-        ref.load_state_dict(sd)
-        t_in = [_nchw(inputs(b, jax.random.fold_in(key, t))) for t, b in enumerate(batches)]
-        t_losses = ta.train_steps(ref, [_nchw(b) for b in batches], lr, eps, inputs=t_in)
-        return state, losses, t_losses
+        return state, losses
 
-    state, _, _ = train(batches[:1])
+    state, _ = train(batches[:1])
     ours_p = params_to_torch(state.params, sd)
-    p_rows = [row(name, "L2", k, ours_p[k], v.numpy(), atol=1e-2 * lr)
-              for k, v in ref.state_dict().items()]  # fmt: skip
-    rows.append(_worst(p_rows, "params after 1 Adam step"))
-    _, losses, t_losses = train(batches)
+    p_rows = [row(name, "L2", k, ours_p[k], v, atol=1e-2 * lr) for k, v in run(1)[1].items()]
+    rows = [_worst(p_rows, "params after 1 Adam step")]
+    _, losses = train(batches)
     atol, rtol = tol["L3"]
-    rows.append(row(name, "L3", f"loss curve, {len(batches)} steps", losses, t_losses,
+    rows.append(row(name, "L3", f"loss curve, {len(batches)} steps", losses, run(len(batches))[0],
                     atol=atol, rtol=rtol))  # fmt: skip
     return rows
 
@@ -134,7 +172,7 @@ def check_denoising_ae(steps: int = 100) -> list[dict]:
     torch.manual_seed(0)
     with jax.default_matmul_precision("highest"):
         return _levels(
-            "ae-denoising", ta.DenoisingAutoencoder(), autoencoder.StackedAE(),
+            ta.DenoisingAutoencoder(), {"ae-denoising": autoencoder.StackedAE()},
             ae_denoising.loss_fn, ae_denoising.train_step, _batches(steps, 50), lr=1e-4,
             eps=1e-8, inputs=lambda x, key: np.asarray(ae_denoising.add_noise(key, x, 0.5)),
             tol={"L0": 1e-5, "L1": (1e-6, 0.0), "L3": (1e-5, 1e-3)},
@@ -147,7 +185,7 @@ def check_conv_transpose_output_padding() -> list[dict]:
     from parity.checks import row
 
     torch.manual_seed(0)
-    ref = torch.nn.ConvTranspose2d(16, 1, 3, stride=2, output_padding=1)
+    ref = module(torch.nn.ConvTranspose2d(16, 1, 3, stride=2, output_padding=1))
     params = {"params": torch_to_params(ref.state_dict())["params"][""]}
     x = np.random.default_rng(0).normal(size=(4, 13, 13, 16)).astype(np.float32)
     t_out = ref(_nchw(x))
@@ -155,8 +193,8 @@ def check_conv_transpose_output_padding() -> list[dict]:
     rows = []
     with jax.default_matmul_precision("highest"):
         for what, layer in (
-            ("patch_conv", patch_conv.torch_conv_transpose(16, 1, 3, 2, output_padding=1)),
-            ("layers", layers.conv_transpose(16, 1, 3, 2, output_padding=1)),
+            (impl, layers.conv_transpose(16, 1, 3, 2, output_padding=1, impl=impl))
+            for impl in IMPLS
         ):
             out = layer.apply(params, jnp.asarray(x))
             rows.append(row("convT output_padding=1", "L0", f"{what}: output", out,
@@ -165,20 +203,28 @@ def check_conv_transpose_output_padding() -> list[dict]:
                 params
             )
             g = params_to_torch({"": g["params"]}, {"weight": None, "bias": None})
-            g_rows = [row("convT output_padding=1", "L1", k, g[k], p.grad.numpy(), atol=1e-4,
+            g_rows = [row("convT output_padding=1", "L1", k, g[k], numpy(p.grad), atol=1e-4,
                           rtol=1e-5) for k, p in ref.named_parameters()]  # fmt: skip
             rows.append(_worst(g_rows, f"{what}: gradients of sum(out²)"))
     return rows
 
 
+def _by_impl(name: str, make, impls, trained) -> tuple[dict, list | None]:
+    """(row name → `make(impl)` for each impl, the row names of the `trained` impls)."""
+    models = {f"{name} [{impl}]": make(impl) for impl in impls}
+    return models, None if trained is None else [f"{name} [{impl}]" for impl in trained]
+
+
 @_one_torch_thread
-def check_conv_ae(steps: int = 50) -> list[dict]:
-    """Post 000 §4: the conv AE (Flatten/Deflatten in NCHW order), Adam 1e-3, batch 50."""
+def check_conv_ae(steps: int = 50, impls=IMPLS, trained=None) -> list[dict]:
+    """Post 000 §4: the conv AE (Flatten/Deflatten in NCHW order), Adam 1e-3, batch 50; L0/L1
+    for each of `impls`, L2/L3 for `trained` (default: every impl)."""
     torch.manual_seed(0)
+    models, names = _by_impl("ae-conv", lambda i: ae_conv.ConvAE(conv_impl=i), impls, trained)
     with jax.default_matmul_precision("highest"):
         rows = _levels(
-            "ae-conv", ta.ConvAutoencoder(), ae_conv.ConvAE(), ae_conv.loss_fn,
-            ae_conv.train_step, _batches(steps, 50), lr=1e-3, eps=1e-8,
+            ta.ConvAutoencoder(), models, ae_conv.loss_fn, ae_conv.train_step,
+            _batches(steps, 50), lr=1e-3, eps=1e-8, trained=names,
             tol={"L0": 1e-5, "L1": (1e-6, 1e-4), "L3": (1e-5, 1e-3)},
         )  # fmt: skip
     return rows + check_conv_transpose_output_padding()
@@ -195,20 +241,24 @@ def check_keras_mlp(steps: int = 30) -> list[dict]:
     batches = ae_keras.standardize_per_image(batches.reshape(-1, 28, 28, 1)).reshape(batches.shape)
     with jax.default_matmul_precision("highest"):
         return _levels(
-            "ae-keras-mlp", ta.KerasMLPAutoencoder(), ae_keras.KerasMLPAE(), ae_keras.loss_fn,
+            ta.KerasMLPAutoencoder(), {"ae-keras-mlp": ae_keras.KerasMLPAE()}, ae_keras.loss_fn,
             ae_keras.train_step, batches, lr=0.01, eps=ae_keras.KERAS_ADAM_EPS,
             tol={"L0": 1e-5, "L1": (1e-6, 0.0), "L3": (1e-5, 1e-2)},
         )  # fmt: skip
 
 
 @_one_torch_thread
-def check_keras_cnn(steps: int = 20, batch_size: int = 100) -> list[dict]:
+def check_keras_cnn(steps: int = 20, batch_size: int = 100, impls=IMPLS, trained=None) -> list:
     """Post 004 §2 on pixels in [0, 1], Adam(0.005, ε = 1e-7); batch 100 (the post's 300 makes
-    the torch side slow on a CPU without changing what is compared)."""
+    the torch side slow on a CPU without changing what is compared). L0/L1 for each of
+    `impls`, L2/L3 for `trained` (default: every impl)."""
     torch.manual_seed(0)
+    models, names = _by_impl(
+        "ae-keras-cnn", lambda i: ae_keras.KerasCNNAE(conv_impl=i), impls, trained
+    )
     with jax.default_matmul_precision("highest"):
         return _levels(
-            "ae-keras-cnn", ta.KerasCNNAutoencoder(), ae_keras.KerasCNNAE(), ae_keras.loss_fn,
-            ae_keras.train_step, _batches(steps, batch_size), lr=0.005,
-            eps=ae_keras.KERAS_ADAM_EPS, tol={"L0": 1e-5, "L1": (1e-6, 1e-4), "L3": (1e-5, 1e-3)},
+            ta.KerasCNNAutoencoder(), models, ae_keras.loss_fn, ae_keras.train_step,
+            _batches(steps, batch_size), lr=0.005, eps=ae_keras.KERAS_ADAM_EPS, trained=names,
+            tol={"L0": 1e-5, "L1": (1e-6, 1e-4), "L3": (1e-5, 1e-3)},
         )  # fmt: skip

@@ -14,6 +14,7 @@ import torch
 from jaxunsup import basics, data
 from parity import torch_basics
 from parity.convert import params_to_torch, torch_to_params
+from parity.device import module, numpy, tensor
 
 
 def _china(size: int = 100) -> np.ndarray:
@@ -33,23 +34,23 @@ def check_restore_image(steps: int = 300) -> list[dict]:
     for what, v in [("weird_function(image)", original), ("weird_function(randn 10,001)",
                     np.random.default_rng(1).normal(size=10_001).astype(np.float32))]:  # fmt: skip
         ours = basics.weird_function(jnp.asarray(v))
-        theirs = torch_basics.weird_function(torch.from_numpy(v)).numpy()
+        theirs = numpy(torch_basics.weird_function(tensor(v)))
         rows.append(row(name, "L0", what, ours, theirs, atol=1e-6))
     broken = np.array(basics.weird_function(jnp.asarray(original)))
-    t_broken = torch.from_numpy(broken)
+    t_broken = tensor(broken)
     # L1: distance and its gradient at the random start
     loss, grad = jax.value_and_grad(basics.restoration_loss)(jnp.asarray(x0), jnp.asarray(broken))
-    t_x = torch.from_numpy(x0.copy()).requires_grad_(True)
+    t_x = tensor(x0).requires_grad_(True)
     t_loss = torch_basics.distance_loss(torch_basics.weird_function(t_x), t_broken)
     t_loss.backward()
     rows.append(row(name, "L1", "distance", loss, t_loss.item(), atol=0, rtol=1e-6))
-    rows.append(row(name, "L1", "gradient", grad, t_x.grad.numpy(), atol=1e-7, rtol=1e-5))
+    rows.append(row(name, "L1", "gradient", grad, numpy(t_x.grad), atol=1e-7, rtol=1e-5))
     # L3: the post's loop for the first `steps` iterations
     x, losses = basics.restore(broken, x0, lr=lr, iterations=steps, log_every=steps,
                                verbose=False)  # fmt: skip
-    t_x, t_losses = torch_basics.restore(t_broken, torch.from_numpy(x0.copy()), lr, steps)
+    t_x, t_losses = torch_basics.restore(t_broken, tensor(x0), lr, steps)
     rows.append(row(name, "L3", f"loss trace, {steps} steps", losses, t_losses, 0, rtol=1e-5))
-    rows.append(row(name, "L3", f"x after {steps} steps", x, t_x.detach().numpy(), atol=1e-5))
+    rows.append(row(name, "L3", f"x after {steps} steps", x, numpy(t_x), atol=1e-5))
     return rows
 
 
@@ -61,9 +62,9 @@ def check_blobs_classifier(epochs: int = 100) -> list[dict]:
     name, lr = "blobs-classifier", 0.03
     x, y = basics.make_xor_blobs(80, seed=0)
     xt, yt = basics.make_xor_blobs(20, seed=1)
-    t_x, t_y, t_xt = (torch.from_numpy(a) for a in (x, y, xt))
+    t_x, t_y, t_xt = (tensor(a) for a in (x, y, xt))
     torch.manual_seed(0)
-    ref = torch_basics.NeuralNet(2, 5)
+    ref = module(torch_basics.NeuralNet(2, 5))
     sd = {k: v.clone() for k, v in ref.state_dict().items()}
     params = torch_to_params(sd)
     cfg = basics.BlobsConfig(lr=lr)
@@ -72,9 +73,9 @@ def check_blobs_classifier(epochs: int = 100) -> list[dict]:
     with jax.default_matmul_precision("highest"):
         # L0: forward on the test points and on the post's [-1, 1]
         ours = state.apply_fn(params, jnp.asarray(xt))
-        rows.append(row(name, "L0", "P(label 1), test", ours, ref(t_xt).detach(), atol=1e-6))
+        rows.append(row(name, "L0", "P(label 1), test", ours, numpy(ref(t_xt)), atol=1e-6))
         ours = state.apply_fn(params, jnp.asarray([-1.0, 1.0]))
-        theirs = ref(torch.FloatTensor([-1, 1])).detach()
+        theirs = numpy(ref(tensor(np.array([-1.0, 1.0], np.float32))))
         rows.append(row(name, "L0", "P(label 1) at [-1, 1]", ours, theirs, atol=1e-6))
         # L1: BCE and its gradients on the training set
         (loss, _), grads = jax.value_and_grad(basics.loss_fn, has_aux=True)(
@@ -84,7 +85,7 @@ def check_blobs_classifier(epochs: int = 100) -> list[dict]:
         t_loss.backward()
         rows.append(row(name, "L1", "BCE", loss, t_loss.item(), atol=1e-6))
         ours_g = params_to_torch(grads, sd)
-        g_err = [row(name, "L1", k, ours_g[k], p.grad.numpy(), atol=1e-6)
+        g_err = [row(name, "L1", k, ours_g[k], numpy(p.grad), atol=1e-6)
                  for k, p in ref.named_parameters()]  # fmt: skip
         rows.append(_worst(g_err, "gradients (all layers)"))
         # L2 / L3: one SGD step, then `epochs` epochs
@@ -94,7 +95,7 @@ def check_blobs_classifier(epochs: int = 100) -> list[dict]:
             start = state.replace(step=jnp.zeros((), jnp.int32))
             trained, losses = basics.train(start, x, y, epochs=n, log_every=n, verbose=False)
             ours_p = params_to_torch(trained.params, sd)
-            p_err = [row(name, level, k, ours_p[k], v.numpy(), atol=1e-6)
+            p_err = [row(name, level, k, ours_p[k], numpy(v), atol=1e-6)
                      for k, v in ref.state_dict().items()]  # fmt: skip
             rows.append(_worst(p_err, f"params after {n} SGD step{'s' * (n > 1)}"))
             if level == "L3":

@@ -18,9 +18,9 @@ import torch
 from jaxunsup import data, dcgan, gan, gan_simple, training
 from parity import torch_gans
 from parity.convert import params_to_torch, torch_to_params
+from parity.device import module, numpy, tensor, torch_device
 
-torch.backends.cuda.matmul.allow_tf32 = False
-torch.backends.cudnn.allow_tf32 = False
+IMPLS = ("matmul", "xla")  # DCGAN's L0/L1 rows cover each conv impl
 
 
 def _row(*args, **kwargs) -> dict:
@@ -35,13 +35,13 @@ def _worst(rows: list[dict], what: str) -> dict:
 
 
 def _t(x) -> torch.Tensor:
-    """NumPy/JAX array → torch tensor; NHWC images become NCHW."""
+    """NumPy/JAX array → float32 torch tensor on the torch device; NHWC images become NCHW."""
     x = np.asarray(x, np.float32)
-    return torch.from_numpy(np.array(x.transpose(0, 3, 1, 2) if x.ndim == 4 else x))  # a copy
+    return tensor(x.transpose(0, 3, 1, 2) if x.ndim == 4 else x)
 
 
 def _nhwc(t: torch.Tensor) -> np.ndarray:
-    x = t.detach().numpy()
+    x = numpy(t)
     return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
 
 
@@ -62,19 +62,19 @@ def check_bce() -> list[dict]:
         for t in (0.0, 1.0, 0.3):
             tgt = np.full_like(x, t)
             ours = jax.vmap(gan.bce_with_logits)(x, tgt)
-            ref = bce_none(torch.sigmoid(torch.from_numpy(x)), torch.from_numpy(tgt)).numpy()
+            ref = numpy(bce_none(torch.sigmoid(tensor(x)), tensor(tgt)))
             rows.append(_row(name, "L1", f"bce_with_logits, logits in [-{lim}, {lim}], target {t}",
                              ours, ref, atol=1e-5, rtol=rtol))  # fmt: skip
     p = np.array([0.0, 1e-45, 1e-30, 1e-7, 0.25, 0.5, 0.999, 1 - 6e-8, 1.0], np.float32)
     for t in (0.0, 1.0):
         tgt = np.full_like(p, t)
         ours = jax.vmap(gan.bce)(p, tgt)
-        ref = bce_none(torch.from_numpy(p), torch.from_numpy(tgt)).numpy()
+        ref = numpy(bce_none(tensor(p), tensor(tgt)))
         rows.append(_row(name, "L1", f"bce on probabilities incl. 0 and 1 (clamp), target {t}",
                          ours, ref, atol=1e-6, rtol=1e-6))  # fmt: skip
     far = np.array([-200.0, -120.0, -104.0], np.float32)  # sigmoid underflows: log clamps
     ours = jax.vmap(gan.bce_with_logits)(far, np.ones_like(far))
-    ref = bce_none(torch.sigmoid(torch.from_numpy(far)), torch.ones(3)).numpy()
+    ref = numpy(bce_none(torch.sigmoid(tensor(far)), tensor(np.ones(3, np.float32))))
     rows.append(_row(name, "L1", "bce_with_logits, logits ≤ -104, target 1 (clamp at 100)",
                      ours, ref, atol=1e-4))  # fmt: skip
     return rows
@@ -83,7 +83,7 @@ def check_bce() -> list[dict]:
 def _param_rows(model, level, what, ours_params, torch_module, atol):
     sd = torch_module.state_dict()
     ours = params_to_torch(ours_params, sd)
-    return _worst([_row(model, level, k, ours[k], v.numpy(), atol=atol) for k, v in sd.items()],
+    return _worst([_row(model, level, k, ours[k], numpy(v), atol=atol) for k, v in sd.items()],
                   what)  # fmt: skip
 
 
@@ -91,40 +91,30 @@ def _grad_rows(model, what, grads, torch_module, atol):
     sd = torch_module.state_dict()
     ours = params_to_torch(grads, sd)
     return _worst(
-        [_row(model, "L1", k, ours[k], p.grad.numpy(), atol=atol)
+        [_row(model, "L1", k, ours[k], numpy(p.grad), atol=atol)
          for k, p in torch_module.named_parameters()], what,
     )  # fmt: skip
 
 
-def _gan_levels(name, g_ref, d_ref, state, spec, batches, *, lr, opt=torch.optim.Adam, post="000"):
-    """L1, L2 and L3 rows for one GAN; `state` holds params converted from g_ref/d_ref, with
-    the optimiser `opt` (a torch.optim class) restates; `post` picks the reference loop."""
-    rows, key = [], jax.random.key(0)
-    g_sd = {k: v.clone() for k, v in g_ref.state_dict().items()}
-    d_sd = {k: v.clone() for k, v in d_ref.state_dict().items()}
-    n = batches.shape[1]
-    real = batches[0]
-
-    def noises(steps):
-        for i in range(steps):
-            k_zd, k_zg, _, _ = gan.step_keys(key, i)
-            yield _t(gan.noise(k_zd, n, spec)), _t(gan.noise(k_zg, n, spec))
-
-    # L1: D loss (real 1 + fake 0) and G loss, with their gradients
-    z_d, z_g = next(noises(1))
+def _gan_l1(name, g_ref, d_ref, state, spec, real, noise) -> list[dict]:
+    """L1: D loss (real 1 + fake 0) and G loss, with their gradients, at `state`'s params."""
+    z_d, z_g = noise
+    n = len(real)
+    rows = []
     g, d = state.g, state.d
-    fake = g.apply_fn(g.params, jnp.asarray(z_d.numpy()))
+    fake = g.apply_fn(g.params, jnp.asarray(numpy(z_d)))
 
     def d_loss(p):
         logits = d.apply_fn(p, jnp.concatenate([jnp.asarray(real), fake]))
         return gan.gan_loss(logits[:n], 1.0, spec.loss) + gan.gan_loss(logits[n:], 0.0, spec.loss)
 
     def g_loss(p):
-        logits = d.apply_fn(d.params, g.apply_fn(p, jnp.asarray(z_g.numpy())))
+        logits = d.apply_fn(d.params, g.apply_fn(p, jnp.asarray(numpy(z_g))))
         return gan.gan_loss(logits, 1.0, spec.loss)
 
     crit = torch.nn.BCELoss() if spec.loss == "bce" else torch.nn.MSELoss()
-    ones, zeros = torch.ones(n, 1), torch.zeros(n, 1)
+    ones = torch.ones(n, 1, device=torch_device())
+    zeros = torch.zeros(n, 1, device=torch_device())
     d_ref.zero_grad()
     t_d = crit(d_ref(_t(real)), ones) + crit(d_ref(g_ref(z_d).detach()), zeros)
     t_d.backward()
@@ -137,10 +127,32 @@ def _gan_levels(name, g_ref, d_ref, state, spec, batches, *, lr, opt=torch.optim
     ours_g, grads = jax.value_and_grad(g_loss)(g.params)
     rows += [_row(name, "L1", "G loss", ours_g, t_g.item(), atol=1e-5, rtol=1e-5),
              _grad_rows(name, "G gradients (all layers)", grads, g_ref, atol=1e-5)]  # fmt: skip
+    return rows
 
+
+def _gan_levels(name, g_ref, d_ref, state, spec, batches, *, lr, opt=torch.optim.Adam, post="000",
+                levels=("L1", "L2", "L3")):  # fmt: skip
+    """The `levels` rows (L1, L2, L3) for one GAN; `state` holds params converted from
+    g_ref/d_ref, with the optimiser `opt` (a torch.optim class) restates; `post` picks the
+    reference loop."""
+    rows, key = [], jax.random.key(0)
+    g_sd = {k: v.clone() for k, v in g_ref.state_dict().items()}
+    d_sd = {k: v.clone() for k, v in d_ref.state_dict().items()}
+    n = batches.shape[1]
+    real = batches[0]
+
+    def noises(steps):
+        for i in range(steps):
+            k_zd, k_zg, _, _ = gan.step_keys(key, i)
+            yield _t(gan.noise(k_zd, n, spec)), _t(gan.noise(k_zg, n, spec))
+
+    if "L1" in levels:
+        rows += _gan_l1(name, g_ref, d_ref, state, spec, real, next(noises(1)))
     # L2 / L3: the jitted D-then-G step against the post's loop, same noise and batches
     step = gan.step_for(spec)
     for level, k in (("L2", 1), ("L3", len(batches))):
+        if level not in levels:
+            continue
         s, losses = state, []
         for i in range(k):
             s, m = step(jax.tree.map(jnp.copy, s), jnp.asarray(batches[i]), key)
@@ -184,7 +196,8 @@ def check_gan_mlp(steps: int = 50, batch_size: int = 100) -> list[dict]:
     """Post 000 §5.1: L0 G and D forward, L1, L2 one Adam step of each net, L3 `steps` steps."""
     name = "gan-mlp"
     torch.manual_seed(0)
-    g_ref, d_ref = torch_gans.MLPGenerator(), torch_gans.MLPDiscriminator(dropout=0.0)
+    g_ref = module(torch_gans.MLPGenerator())
+    d_ref = module(torch_gans.MLPDiscriminator(dropout=0.0))
     g_model, d_model = gan.Generator(), gan.Discriminator(dropout=0.0)
     state = _state(g_model, d_model, g_ref, d_ref, optax.adam(2e-4), optax.adam(2e-4))
     batches = _batches(steps, batch_size)
@@ -195,7 +208,7 @@ def check_gan_mlp(steps: int = 50, batch_size: int = 100) -> list[dict]:
                  atol=1e-5),
             _row(name, "L0", "D(x) (sigmoid of our logits)",
                  jax.nn.sigmoid(d_model.apply(state.d.params, batches[0])),
-                 d_ref(_t(batches[0])).detach().numpy(), atol=1e-5),
+                 numpy(d_ref(_t(batches[0]))), atol=1e-5),
         ]  # fmt: skip
         rows += _gan_levels(name, g_ref, d_ref, state, gan.StepSpec(128), batches, lr=2e-4)
     return rows
@@ -217,21 +230,31 @@ def _layer_rows(name, net, model, params, torch_seq, x, idx):
     return rows
 
 
-def check_dcgan(steps: int = 50, batch_size: int = 8) -> list[dict]:
-    """Post 000 §5.2: L0 every convolution's output, L1, L2, L3 (`steps` small batches)."""
-    name = "dcgan"
+def check_dcgan(steps: int = 50, batch_size: int = 8, impls=IMPLS, trained=None) -> list[dict]:
+    """Post 000 §5.2: L0 every convolution's output and L1, for each conv impl in `impls`
+    (rows `dcgan [impl]`); L2 and L3 (`steps` small batches) for `trained` (default: all)."""
     torch.manual_seed(0)
-    g_ref, d_ref = torch_gans.DCGenerator(), torch_gans.DCDiscriminator(dropout=0.0)
-    g_model, d_model = dcgan.Generator(), dcgan.Discriminator(dropout=0.0)
-    state = _state(g_model, d_model, g_ref, d_ref, optax.adam(2e-4), optax.adam(2e-4))
+    g_ref = module(torch_gans.DCGenerator())
+    d_ref = module(torch_gans.DCDiscriminator(dropout=0.0))
+    g_sd = {k: v.clone() for k, v in g_ref.state_dict().items()}
+    d_sd = {k: v.clone() for k, v in d_ref.state_dict().items()}
     batches = _batches(steps, batch_size)
     z = np.random.default_rng(0).standard_normal((batch_size, 128)).astype(np.float32)
-    with jax.default_matmul_precision("highest"), torch.no_grad():
-        rows = _layer_rows(name, "G", g_model, state.g.params, g_ref.conv, z, (0, 2, 4, 6))
-        rows += _layer_rows(name, "D", d_model, state.d.params, d_ref.conv, batches[0],
-                            (0, 3, 6, 9))  # fmt: skip
-    with jax.default_matmul_precision("highest"):
-        rows += _gan_levels(name, g_ref, d_ref, state, gan.StepSpec(128), batches, lr=2e-4)
+    rows = []
+    for impl in impls:
+        name = f"dcgan [{impl}]"
+        g_ref.load_state_dict(g_sd)  # the initial weights: an earlier impl's L2/L3 trained them
+        d_ref.load_state_dict(d_sd)
+        g_model, d_model = dcgan.Generator(128, impl), dcgan.Discriminator(0.0, impl)
+        state = _state(g_model, d_model, g_ref, d_ref, optax.adam(2e-4), optax.adam(2e-4))
+        with jax.default_matmul_precision("highest"), torch.no_grad():
+            rows += _layer_rows(name, "G", g_model, state.g.params, g_ref.conv, z, (0, 2, 4, 6))
+            rows += _layer_rows(name, "D", d_model, state.d.params, d_ref.conv, batches[0],
+                                (0, 3, 6, 9))  # fmt: skip
+        levels = ("L1", "L2", "L3") if trained is None or impl in trained else ("L1",)
+        with jax.default_matmul_precision("highest"):
+            rows += _gan_levels(name, g_ref, d_ref, state, gan.StepSpec(128), batches, lr=2e-4,
+                                levels=levels)  # fmt: skip
     return rows
 
 
@@ -243,8 +266,8 @@ def check_gan_simple(steps: int = 50) -> list[dict]:
         v = gan_simple.VARIANTS[vname]
         name = f"gan-mnist-simple/{vname}"
         torch.manual_seed(0)
-        g_ref = torch_gans.SimpleGenerator(v.seed_dim, v.leaky_layernorm)
-        d_ref = torch_gans.SimpleDiscriminator(v.leaky_layernorm)
+        g_ref = module(torch_gans.SimpleGenerator(v.seed_dim, v.leaky_layernorm))
+        d_ref = module(torch_gans.SimpleDiscriminator(v.leaky_layernorm))
         norm = ("model.2",) if v.leaky_layernorm else ()
         tx = optax.sgd(v.lr) if v.optimizer == "sgd" else optax.adam(v.lr)
         g_model = gan_simple.Generator(v.seed_dim, v.leaky_layernorm)
@@ -257,7 +280,7 @@ def check_gan_simple(steps: int = 50) -> list[dict]:
                              _nhwc(g_ref(_t(z))), atol=1e-5))  # fmt: skip
             rows.append(_row(name, "L0", "D(x)",
                              jax.nn.sigmoid(d_model.apply(state.d.params, batches[:4, 0])),
-                             d_ref(_t(batches[:4, 0])).detach().numpy(), atol=1e-5))  # fmt: skip
+                             numpy(d_ref(_t(batches[:4, 0]))), atol=1e-5))  # fmt: skip
             opt = torch.optim.SGD if v.optimizer == "sgd" else torch.optim.Adam
             rows += _gan_levels(name, g_ref, d_ref, state, gan_simple.spec_of(v), batches,
                                 lr=v.lr, opt=opt, post="001")  # fmt: skip

@@ -1,8 +1,11 @@
 """Parity of post 000 §6's style transfer: jaxunsup against the post's PyTorch code.
 
 `check_style_transfer()` (random VGG19 weights, so it runs anywhere): L0 the 16 convolutions'
-activations, L1 style/content losses and the gradient with respect to the image, L3 the whole
-L-BFGS loop (the post's `run_style_transfer` against `stylize(optimizer="torch-lbfgs")`).
+activations and L1 style/content losses and the gradient with respect to the image, for each
+conv impl (rows `style-transfer [impl]`); L3 the whole L-BFGS loop (the post's
+`run_style_transfer` against `stylize(optimizer="torch-lbfgs")`) on `style_transfer.Config`'s
+default impl (rows `style-transfer [xla]`): the float64 and float32 loops on the other impl
+would double the check's time for the convolutions L0/L1 already compare.
 
 With the real weights, `python -m parity.check_style --vgg-weights PATH` runs the post's
 setting (256×256, 300 evaluations) with both codes and prints their logs next to the post's.
@@ -23,14 +26,14 @@ from jaxunsup import data, vgg
 from jaxunsup import style_transfer as st
 from parity import torch_style
 from parity.convert import params_to_torch
+from parity.device import full_float32, module, numpy, tensor
 
-torch.backends.cuda.matmul.allow_tf32 = False
-torch.backends.cudnn.allow_tf32 = False
 NAME = "style-transfer"
+IMPLS = ("matmul", "xla")
 
 
 def _nchw(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None]))  # [1, 3, H, W]
+    return tensor(image.transpose(2, 0, 1)[None])  # [1, 3, H, W] on the torch device
 
 
 def _torch_conv_outputs(cnn: torch.nn.Sequential, x: torch.Tensor) -> list[np.ndarray]:
@@ -39,7 +42,7 @@ def _torch_conv_outputs(cnn: torch.nn.Sequential, x: torch.Tensor) -> list[np.nd
         for layer in cnn:
             x = layer(x)
             if isinstance(layer, torch.nn.Conv2d):
-                outs.append(x.clone().numpy().transpose(0, 2, 3, 1))  # before the in-place ReLU
+                outs.append(numpy(x).transpose(0, 2, 3, 1))  # a copy, before the in-place ReLU
     return outs
 
 
@@ -48,31 +51,36 @@ def _worst(rows: list[dict], what: str) -> dict:
     return {**worst, "what": what, "ok": all(r["ok"] for r in rows)}
 
 
-_conv_features = jax.jit(vgg.features, static_argnames="layers")
+_conv_features = jax.jit(vgg.features, static_argnames=("layers", "conv_impl"))
 
 
-def check_style_transfer(size: int = 64, evals: int = 40, float32_evals: int = 8) -> list[dict]:
-    """L0/L1/L3 on `size`×`size` sample photos with random (torchvision-init) VGG19 weights.
+def check_style_transfer(size=64, evals=40, float32_evals=8, impls=IMPLS) -> list[dict]:
+    """L0/L1 for each conv impl in `impls`, L3 on the default impl, on `size`×`size` sample
+    photos with random (torchvision-init) VGG19 weights.
 
     The VGG weights are frozen on the torch side (the post leaves `requires_grad` on, which
     only adds unused weight gradients)."""
     from parity.checks import row
 
     cnn = torch_style.vgg19_features(seed=0, bias_std=0.05).eval().requires_grad_(False)
+    cnn = module(cnn)
     params = vgg.params_from_state_dict({f"features.{k}": v for k, v in cnn.state_dict().items()})
     content, style = data.load_image("china", size), data.load_image("flower", size)
-    c_t = _nchw(content)
+    mean, std = (tensor(v, torch.float32) for v in (st.IMAGENET_MEAN, st.IMAGENET_STD))
+    normalized = torch_style.Normalization(mean, std)
+    theirs = _torch_conv_outputs(cnn, normalized(_nchw(content)))
+    convs = tuple(f"conv_{i}" for i in range(1, 17))
     rows = []
     with jax.default_matmul_precision("highest"):
-        # L0: every convolution, on the normalised content image
-        convs = tuple(f"conv_{i}" for i in range(1, 17))
-        ours = _conv_features(params, st.normalize(jnp.asarray(content[None])), convs)
-        theirs = _torch_conv_outputs(cnn, torch_style.Normalization(
-            torch.tensor(st.IMAGENET_MEAN), torch.tensor(st.IMAGENET_STD))(c_t))  # fmt: skip
-        per_layer = [row(NAME, "L0", n, ours[n], t, atol=1e-4, rtol=1e-5)
-                     for n, t in zip(convs, theirs, strict=True)]  # fmt: skip
-        rows.append(_worst(per_layer, "VGG19 activations, all 16 conv layers"))
-        rows += _check_losses(cnn, params, content, style, row)
+        for impl in impls:
+            # L0: every convolution, on the normalised content image
+            name = f"{NAME} [{impl}]"
+            image = st.normalize(jnp.asarray(content[None]))
+            ours = _conv_features(params, image, convs, conv_impl=impl)
+            per_layer = [row(name, "L0", n, ours[n], t, atol=1e-4, rtol=1e-5)
+                         for n, t in zip(convs, theirs, strict=True)]  # fmt: skip
+            rows.append(_worst(per_layer, "VGG19 activations, all 16 conv layers"))
+            rows += _check_losses(name, cnn, params, content, style, impl, row)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # several threads crawl on a busy 2-core machine
         try:
@@ -82,11 +90,11 @@ def check_style_transfer(size: int = 64, evals: int = 40, float32_evals: int = 8
     return rows
 
 
-def _check_losses(cnn, params, content, style, row) -> list[dict]:
+def _check_losses(name, cnn, params, content, style, impl, row) -> list[dict]:
     """L1: style and content losses and d loss / d image at a perturbed content image."""
     noise = np.random.default_rng(0).uniform(-0.1, 0.1, content.shape).astype(np.float32)
     image = np.clip(content + noise, 0, 1)
-    cfg = st.Config()
+    cfg = st.Config(conv_impl=impl)
     c, s = jnp.asarray(content[None]), jnp.asarray(style[None])
     targets = st.compute_targets(params, c, s, cfg)
     grad_fn = jax.value_and_grad(st.loss_fn, has_aux=True)
@@ -102,14 +110,14 @@ def _check_losses(cnn, params, content, style, row) -> list[dict]:
     t_content = sum(cl.loss for cl in content_losses)
     t_loss = cfg.style_weight * t_style + cfg.content_weight * t_content
     t_loss.backward()
-    t_grad = img.grad.numpy().transpose(0, 2, 3, 1)
+    t_grad = numpy(img.grad).transpose(0, 2, 3, 1)
     scale = float(np.abs(t_grad).max())
     return [
-        row(NAME, "L1", "style loss (5 layers)", parts["style"], t_style.item(), 0, rtol=1e-4),
-        row(NAME, "L1", "content loss (conv_4)", parts["content"], t_content.item(), 0,
+        row(name, "L1", "style loss (5 layers)", parts["style"], t_style.item(), 0, rtol=1e-4),
+        row(name, "L1", "content loss (conv_4)", parts["content"], t_content.item(), 0,
             rtol=1e-4),
-        row(NAME, "L1", "weighted loss", loss, t_loss.item(), 0, rtol=1e-4),
-        row(NAME, "L1", "d loss / d image", grad, t_grad, atol=1e-4 * scale),
+        row(name, "L1", "weighted loss", loss, t_loss.item(), 0, rtol=1e-4),
+        row(name, "L1", "d loss / d image", grad, t_grad, atol=1e-4 * scale),
     ]  # fmt: skip
 
 
@@ -132,18 +140,19 @@ def _loop_histories(cnn, params, content, style, evals, dtype):
 
 
 def _check_loop(cnn, params, content, style, evals, float32_evals, row) -> list[dict]:
-    """L3: the post's L-BFGS loop against ours, evaluation by evaluation. Fixed-step L-BFGS on
-    this problem amplifies rounding about 1.5× per evaluation, so float32 runs part after a
-    handful of evaluations; in float64 the two stay together for the whole run."""
-    rows = []
+    """L3: the post's L-BFGS loop against ours (`style_transfer.Config`'s default impl),
+    evaluation by evaluation. Fixed-step L-BFGS on this problem amplifies rounding about 1.5×
+    per evaluation, so float32 runs part after a handful of evaluations; in float64 the two
+    stay together for the whole run."""
+    rows, name = [], f"{NAME} [{st.Config().conv_impl}]"
     for dtype, n, rtol in ((torch.float64, evals, 5e-3), (torch.float32, float32_evals, 5e-3)):
         ours, theirs = _loop_histories(cnn, params, content, style, evals, dtype)
         kind = "float64" if dtype == torch.float64 else "float32"
         for i, part in enumerate(("style", "content")):
-            rows.append(row(NAME, "L3", f"{part} loss, first {n} evaluations ({kind})",
+            rows.append(row(name, "L3", f"{part} loss, first {n} evaluations ({kind})",
                             ours[part][:n], theirs[:n, i], 0, rtol=rtol))  # fmt: skip
         if dtype == torch.float64:
-            rows.append(row(NAME, "L3", "evaluations made by the post's loop",
+            rows.append(row(name, "L3", "evaluations made by the post's loop",
                             len(ours["style"]), len(theirs), 0))  # fmt: skip
     return rows
 
@@ -155,10 +164,10 @@ def compare_pretrained(weights: str, content="china", style="flower", size=256, 
     print(f"ours (jaxunsup, torch-lbfgs), {content} / {style} {size}px:")
     st.stylize(c, s, params, st.Config(steps=steps))
     print("the post's PyTorch code, same weights and images:")
-    cnn = torch_style.vgg19_features()
+    cnn = module(torch_style.vgg19_features())
     names = [f"features.{k}" for k in cnn.state_dict()]
     sd = params_to_torch(params, names)
-    cnn.load_state_dict({k.removeprefix("features."): torch.from_numpy(v) for k, v in sd.items()})
+    cnn.load_state_dict({k.removeprefix("features."): tensor(v) for k, v in sd.items()})
     torch_style.run_style_transfer(cnn.eval(), _nchw(c), _nchw(s), num_steps=steps, verbose=True)
     print("the post's printed log (its own photos):")
     for k, (sv, cv) in st.SEED_LOG.items():
@@ -173,14 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args(argv)
+    full_float32()  # the parity precision policy (parity.device), as `python -m parity` sets it
     if args.vgg_weights:
         compare_pretrained(args.vgg_weights, args.content, args.style, args.size, args.steps)
         return 0
     failed = 0
     for r in check_style_transfer():
         failed += not r["ok"]
-        print(f"{r['level']} {r['what']}: max abs {r['max_abs']:.2e}, max rel {r['max_rel']:.2e}"
-              f" ({r['tol']}) {'ok' if r['ok'] else 'FAILED'}")  # fmt: skip
+        verdict = "ok" if r["ok"] else "FAILED"
+        print(f"{r['model']} {r['level']} {r['what']}: max abs {r['max_abs']:.2e}, "
+              f"max rel {r['max_rel']:.2e} ({r['tol']}) {verdict}")  # fmt: skip
     return 1 if failed else 0
 
 

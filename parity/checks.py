@@ -2,8 +2,10 @@
 
 Each check returns rows {model, level, what, max_abs, max_rel, tol, ok}. `python -m parity`
 prints them as a table on whatever device JAX and torch use; `pytest parity/` asserts them.
-Float32 throughout (style transfer also runs its L3 in float64); matmul precision forced to
-"highest" and TF32 off, so a GPU run checks the port, not TF32 rounding.
+Float32 throughout (style transfer also runs its L3 in float64). The torch side runs on the
+device JAX uses and the precision policy (JAX "highest", TF32 off) is set once by the runner
+and the tests' conftest: see `parity.device`. Conv models give their L0/L1 rows for each
+conv impl ("matmul", "xla"), the model name suffixed ` [impl]`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ import torch
 from jaxunsup import autoencoder, data, training
 from parity import torch_models
 from parity.convert import params_to_torch, torch_to_params
-
-torch.backends.cuda.matmul.allow_tf32 = False
-torch.backends.cudnn.allow_tf32 = False
+from parity.device import module, numpy, tensor
 
 
 def row(model, level, what, ours, ref, atol, rtol=0.0) -> dict:
@@ -42,14 +42,15 @@ def _mnist_batches(n_batches: int, batch_size: int) -> np.ndarray:
 
 
 def _nchw(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    """NHWC images → an NCHW tensor on the torch device."""
+    return tensor(np.asarray(x).transpose(0, 3, 1, 2))
 
 
 def check_stacked_ae(steps: int = 100, batch_size: int = 50) -> list[dict]:
     """Post 000 §2 stacked AE: L0 forward, L1 loss + grads, L2 one Adam step, L3 `steps` steps."""
     name, lr = "ae-stacked", 1e-4
     torch.manual_seed(0)
-    ref = torch_models.StackedAutoencoder()
+    ref = module(torch_models.StackedAutoencoder())
     sd = {k: v.clone() for k, v in ref.state_dict().items()}
     params = torch_to_params(sd)
     model = autoencoder.StackedAE()
@@ -59,7 +60,7 @@ def check_stacked_ae(steps: int = 100, batch_size: int = 50) -> list[dict]:
     with jax.default_matmul_precision("highest"):
         # L0: forward
         ours = model.apply(params, jnp.asarray(x))
-        theirs = ref(_nchw(x).reshape(-1, 784)).detach().numpy().reshape(x.shape)
+        theirs = numpy(ref(_nchw(x).reshape(-1, 784))).reshape(x.shape)
         rows.append(row(name, "L0", "reconstruction", ours, theirs, atol=1e-5))
         # L1: loss and gradients
         (loss, _), grads = jax.value_and_grad(autoencoder.loss_fn, has_aux=True)(
@@ -71,7 +72,7 @@ def check_stacked_ae(steps: int = 100, batch_size: int = 50) -> list[dict]:
         t_loss.backward()
         rows.append(row(name, "L1", "loss", loss, t_loss.item(), atol=1e-6))
         ours_g = params_to_torch(grads, sd)
-        g_err = [row(name, "L1", k, ours_g[k], p.grad.numpy(), atol=1e-6)
+        g_err = [row(name, "L1", k, ours_g[k], numpy(p.grad), atol=1e-6)
                  for k, p in ref.named_parameters()]  # fmt: skip
         rows.append(_worst(g_err, "gradients (all layers)"))
         # L2: one Adam step from the same weights (torch default eps 1e-8 = optax's)
@@ -80,7 +81,7 @@ def check_stacked_ae(steps: int = 100, batch_size: int = 50) -> list[dict]:
         ref.load_state_dict(sd)
         torch_models.stacked_ae_train_steps(ref, [_nchw(x)], lr=lr)
         ours_p = params_to_torch(state.params, sd)
-        p_err = [row(name, "L2", k, ours_p[k], v.numpy(), atol=1e-2 * lr)
+        p_err = [row(name, "L2", k, ours_p[k], numpy(v), atol=1e-2 * lr)
                  for k, v in ref.state_dict().items()]  # fmt: skip
         rows.append(_worst(p_err, "params after 1 Adam step"))
         # L3: `steps` steps from the same weights and batch order

@@ -6,11 +6,12 @@ import torch
 
 
 def weird_function(x, n_iter=5):
-    """§3.2's corrupting function, verbatim."""
+    """§3.2's corrupting function, verbatim but for the device: its constants are made on
+    `x`'s (the post's run on the CPU)."""
     h = x
-    filt = torch.tensor([-1.0 / 3, 1.0 / 3, -1.0 / 3])
+    filt = torch.tensor([-1.0 / 3, 1.0 / 3, -1.0 / 3], device=x.device)
     for i in range(n_iter):
-        zero_tensor = torch.tensor([1.0 * 0])
+        zero_tensor = torch.tensor([1.0 * 0], device=x.device)
         h_l = torch.cat((zero_tensor, h[:-1]), 0)
         h_r = torch.cat((h[1:], zero_tensor), 0)
         h = filt[0] * h + filt[2] * h_l + filt[1] * h_r

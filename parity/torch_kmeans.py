@@ -2,8 +2,9 @@
 
 `l2distance` and `kmeans` are the post's functions line for line, with one change: the
 initial centroids are an argument (the post draws `torch.rand(num_clusters, x.size(1))`
-inside `kmeans`), so both sides can start from the same centroids. The device line is kept
-but pinned to the CPU: parity runs where torch is CPU-only.
+inside `kmeans`), so both sides can start from the same centroids. The post's device line is
+the `device` argument: the parity check passes `parity.device.torch_device()` (the device JAX
+runs on), the benchmark follows the post.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def kmeans(x, centroids, num_clusters=2, max_iteration=5, device="cpu"):
         centroids: [K, D] initial centroids (the post's `torch.rand(K, D)`); not modified.
         num_clusters: K.
         max_iteration: assignments; the last one does not update the centroids.
-        device: where the loop runs; the post picks CUDA when there is one (the parity checks
-            keep the CPU, the benchmark follows the post).
+        device: where the loop runs; the post picks CUDA when there is one (the parity check
+            takes JAX's device, the benchmark follows the post).
     """
     device = torch.device(device)
     x = x.to(device)
@@ -62,19 +63,20 @@ def check_kmeans(seeds=(0, 1, 2), max_iteration: int = 5) -> list[dict]:
     from jaxunsup import data
     from jaxunsup.kmeans import KMeans
     from parity.checks import row
+    from parity.device import numpy, torch_device
 
     x, _ = data.make_circles(500, noise=0.1, seed=0)
     cases = {f"torch.rand seed {s}": initial_centroids(2, 2, s) for s in seeds}
     cases["empty cluster → NaN"] = torch.tensor([[0.5, 0.5], [5.0, 5.0]])
     rows = []
     for what, c0 in cases.items():
-        y_ref, c_ref = kmeans(torch.from_numpy(x), c0, 2, max_iteration)
+        y_ref, c_ref = kmeans(torch.from_numpy(x), c0, 2, max_iteration, device=torch_device())
         ours = KMeans(2, init=c0.numpy(), max_iter=max_iteration, seed_compat=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the NaN case leaves one distinct cluster
             ours.fit(x)
         rows.append(row("kmeans", "L3", f"{what}: labels", ours.labels_, y_ref, atol=0))
-        c_ours, c_ref = ours.cluster_centers_, c_ref.numpy()
+        c_ours, c_ref = ours.cluster_centers_, numpy(c_ref)
         same_nan = np.array_equal(np.isnan(c_ours), np.isnan(c_ref))
         fin = ~np.isnan(c_ref)
         r = row("kmeans", "L3", f"{what}: centroids", c_ours[fin], c_ref[fin], atol=1e-6)
