@@ -28,6 +28,7 @@ from bench_basics import bench_restore_image  # noqa: E402
 from bench_deep_kmeans import bench_deep_kmeans  # noqa: E402
 from bench_gans import bench_dcgan, bench_gan_mlp, bench_gan_simple  # noqa: E402
 from bench_kmeans import bench_kmeans  # noqa: E402
+from bench_kmeans_sklearn import bench_kmeans_sklearn  # noqa: E402
 from bench_startup import bench_startup  # noqa: E402
 from bench_style import bench_style  # noqa: E402
 from bench_vae import bench_vae  # noqa: E402
@@ -35,6 +36,7 @@ from common import add_roofline  # noqa: E402
 
 BENCHES = {
     "kmeans": bench_kmeans,
+    "kmeans-sklearn": bench_kmeans_sklearn,
     "ae-stacked": bench_ae_stacked,
     "ae-conv": bench_ae_conv,
     "ae-keras-cnn": bench_ae_keras_cnn,
@@ -86,7 +88,7 @@ def _context() -> dict:
     }
 
 
-ONE_RUN = {"kmeans", "style-transfer", "startup"}  # these time best-of-several runs inside
+ONE_RUN = {"kmeans", "kmeans-sklearn", "style-transfer", "startup"}  # these time best-of-several runs inside
 
 
 def _rate(r: dict) -> float | None:

@@ -110,9 +110,12 @@ def _sweep(x, w, centers, labels, *, chunk, update, exact, streams=1):
         if not update:
             return bufs, {"inertia": acc["inertia"] + _chunk_inertia(xc, wc, centers, lab, best)}
         old = lax.dynamic_slice_in_dim(labels, start, chunk)
-        part_sums = _cluster_sums(xc, wc, lab, k)
+        if isinstance(xc, sparse.Ell):
+            sums = acc["sums"]  # summed in a pass of their own, below
+        else:
+            sums = acc["sums"] + _cluster_sums(xc, wc, lab, k)
         return bufs, {
-            "sums": acc["sums"] + part_sums,
+            "sums": sums,
             "changed": acc["changed"] + jnp.sum((lab != old) & fresh, dtype=jnp.int32),
         }
 
@@ -128,6 +131,8 @@ def _sweep(x, w, centers, labels, *, chunk, update, exact, streams=1):
     n_steps = -(-part // chunk)
     bufs, accs = step(0, init) if n_steps == 1 else lax.fori_loop(0, n_steps, step, init)
     out = bufs | {name: sum(a[name] for a in accs) for name in accs[0]}
+    if update and isinstance(x, sparse.Ell):
+        out["sums"] = sparse.cluster_sums(x, w, out["labels"], k, min(chunk, n))
     if update:
         out["sums"], out["wsum"] = out["sums"][:, :-1], out["sums"][:, -1]
     return out
@@ -144,7 +149,7 @@ def _chunk_inertia(xc, wc, centers, lab, best):
 def _cluster_sums(xc, wc, lab, k):
     """[K, D + 1]: each cluster's weighted row sum, and its weight in column D."""
     if isinstance(xc, sparse.Ell):
-        return sparse.cluster_sums(xc, wc, lab, k)
+        return sparse.cluster_sums(xc, wc, lab, k, xc.shape[0])
     xw = jnp.concatenate([xc * wc[:, None], wc[:, None]], axis=1)  # [C, D + 1]
     if k * xw.shape[1] <= _SMALL:  # a masked sum beats a scatter's per-row cost
         hit = lab[None, :] == jnp.arange(k)[:, None]  # [K, C]
@@ -155,9 +160,8 @@ def _cluster_sums(xc, wc, lab, k):
 def _sq_dist_to(x, centers, labels):
     """||x_i − centres[labels_i]||² for every row, [N] (exact for dense rows)."""
     if isinstance(x, sparse.Ell):
-        cl = centers[labels]
-        d2 = sparse.sqnorms(x) - 2.0 * sparse.dot_rows(x, centers, labels)
-        return jnp.maximum(d2 + jnp.sum(cl * cl, axis=1), 0.0)
+        cn = jnp.sum(centers * centers, axis=1)[labels]  # [N], never a dense [N, D]
+        return jnp.maximum(sparse.sqnorms(x) - 2.0 * sparse.dot_rows(x, centers, labels) + cn, 0)
     return jnp.sum((x - centers[labels]) ** 2, axis=1)
 
 
