@@ -19,3 +19,9 @@ def platform() -> str:
 def on_cpu() -> bool:
     """Whether the CPU-only paths apply (JAX's default backend is the CPU)."""
     return platform() == "cpu"
+
+
+def on_mesh() -> bool:
+    """Whether JAX traces under a device mesh (`training.fit` over several devices): the
+    CPU-only batch tricks (micro-batches, evaluation in parts) then step aside."""
+    return not jax.sharding.get_abstract_mesh().empty

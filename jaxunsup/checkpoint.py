@@ -18,6 +18,8 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,25 @@ def _draining_loops():
         yield
     finally:
         asyncio_utils._run_sync_via_new_loop = original
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Ctrl-C during a save takes effect once the save is done (as KeyboardInterrupt): an
+    interrupted orbax save leaves its writer thread running while Python shuts down, which
+    then prints tracebacks. Only the main thread can do this; elsewhere it is a no-op."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield
+        return
+    received = []
+    signal.signal(signal.SIGINT, lambda *_: received.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def _file_digests(step_dir: Path) -> dict[str, str]:
@@ -153,10 +174,12 @@ def _manager(directory: str | os.PathLike, max_to_keep: int | None = 3):
 
 
 def _abstract(target: Any) -> Any:
-    return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype) if hasattr(x, "dtype") else x,
-        target,
-    )
+    def spec(x):  # a jax.Array target keeps its sharding: a checkpoint saved on any
+        # number of devices is restored onto the target's devices (a mesh, or one device)
+        sharding = x.sharding if isinstance(x, jax.Array) else None
+        return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding)
+
+    return jax.tree.map(lambda x: spec(x) if hasattr(x, "dtype") else x, target)
 
 
 def save(
@@ -170,7 +193,7 @@ def save(
     from jaxunsup.files import atomic_write_bytes
 
     ocp = _ocp()
-    with _draining_loops(), _manager(directory, max_to_keep) as mngr:
+    with _interrupts_deferred(), _draining_loops(), _manager(directory, max_to_keep) as mngr:
         mngr.save(
             int(step),
             args=ocp.args.Composite(
@@ -179,8 +202,8 @@ def save(
             force=True,
         )
         mngr.wait_until_finished()
-    step_dir = Path(directory).absolute() / str(int(step))
-    atomic_write_bytes(step_dir / DIGEST_FILE, json.dumps(_file_digests(step_dir)).encode())
+        step_dir = Path(directory).absolute() / str(int(step))
+        atomic_write_bytes(step_dir / DIGEST_FILE, json.dumps(_file_digests(step_dir)).encode())
 
 
 def latest_step(directory: str | os.PathLike) -> int | None:

@@ -5,15 +5,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 
+def writes_files() -> bool:
+    """Whether this process writes files: the only process, or process 0 of a multi-process
+    run (`jaxunsup.distributed`); the others compute the same numbers and write nothing."""
+    jax = sys.modules.get("jax")  # no JAX loaded yet: a single process
+    return jax is None or jax.process_index() == 0
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Writes `data` to `path` through a temporary file and a rename, so a crash
-    never leaves a half-written file behind."""
+    never leaves a half-written file behind. Only `writes_files()` processes write."""
     path = Path(path)
+    if not writes_files():
+        return path
     if path.is_dir():
         raise ValueError(f"cannot write {path}: it is a folder; pass a file path")
     for parent in path.parents:
@@ -96,7 +106,8 @@ def prepare_workdir(workdir: str | os.PathLike, cfg: Any) -> Path:
 
     workdir = check_workdir(workdir)
     checkpoint.verify(workdir / "checkpoints")
-    workdir.mkdir(parents=True, exist_ok=True)
+    if writes_files():
+        workdir.mkdir(parents=True, exist_ok=True)
     write_json(workdir / "config.json", cfg)
     return workdir
 

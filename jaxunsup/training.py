@@ -14,6 +14,7 @@ checkpoints already written stay untouched.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -28,8 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax.training import train_state
+from jax.sharding import Mesh
 
-from jaxunsup import checkpoint
+from jaxunsup import checkpoint, distributed
 
 TrainState = train_state.TrainState
 
@@ -72,12 +74,22 @@ def check_images(name: str, images: Any, shape: tuple | None = None) -> np.ndarr
 
 
 @functools.partial(
-    jax.jit, static_argnames=("train_step", "batch_size", "n_steps"), donate_argnums=0
+    jax.jit,
+    static_argnames=("train_step", "batch_size", "n_steps", "batch_sharding"),
+    donate_argnums=0,
 )
-def _run_chunk(state, data, perm, start, key, *, train_step, batch_size, n_steps):
+def _run_chunk(
+    state, data, data_key, epoch, start, key, *, train_step, batch_size, n_steps,
+    batch_sharding=None,
+):  # fmt: skip
+    n = jax.tree.leaves(data)[0].shape[0]
+    perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), n)  # [N]
+
     def body(state, i):
         idx = jax.lax.dynamic_slice_in_dim(perm, (start + i) * batch_size, batch_size)
         batch = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)  # [B, ...]
+        if batch_sharding is not None:  # each device computes its rows; XLA all-reduces
+            batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         return train_step(state, batch, key)
 
     return jax.lax.scan(body, state, jnp.arange(n_steps))
@@ -179,6 +191,7 @@ def fit(
     chunk_steps: int | None = 500,
     verbose: bool = True,
     progress: bool = True,
+    mesh: Mesh | None = None,
 ) -> FitResult:
     """Trains `state` for `epochs` epochs over `data` with `train_step`.
 
@@ -190,8 +203,8 @@ def fit(
         (images, labels)); it is put on the device once.
       key: the base key of the run; epoch shuffles and step keys are derived from it.
       epochs: total number of epochs (a resumed run continues up to this number).
-      batch_size: samples per step; an epoch has N // batch_size steps (the remainder of each
-        shuffled epoch is left out, and differs from epoch to epoch).
+      batch_size: samples per step (the global batch on a mesh); an epoch has N // batch_size
+        steps (the remainder of each shuffled epoch is left out, and differs per epoch).
       workdir: where `metrics.jsonl` and `checkpoints/` go; None keeps everything in memory.
       checkpoint_every: save every this many epochs (and always after the last one).
       eval_fn: optional `state -> dict` run after every `eval_every` epochs (e.g. test loss);
@@ -199,6 +212,9 @@ def fit(
       chunk_steps: at most this many steps per compiled call (so the progress bar ticks).
       verbose: print one line per epoch, like the seeds' loops do.
       progress: show a tqdm bar (only on a terminal).
+      mesh: data parallelism (`distributed.make_mesh`): every batch split over the mesh's
+        "data" axis, the state replicated; the same batches and loss as on one device.
+        None: `distributed.default_mesh()` (one device unless the CLI's --devices says).
 
     Returns:
       FitResult(state, history) with one metrics row per epoch since the start of the run.
@@ -206,87 +222,129 @@ def fit(
     Raises:
       TrainingDiverged: the loss became NaN or infinite.
       ValueError: bad epochs, batch_size, workdir or data (NaN or inf in data are refused
-        before anything is compiled).
+        before anything is compiled), or a batch size the mesh does not divide.
       checkpoint.CorruptCheckpoint (a ValueError): the checkpoint to resume from is damaged
         or is another model's; nothing in `workdir` is changed.
     """
     check_positive("epochs", epochs, integer=True)
     check_positive("batch_size", batch_size, integer=True)
     check_positive("checkpoint_every", checkpoint_every, integer=True)
+    n = _check_data(data, batch_size)
+    mesh = distributed.default_mesh() if mesh is None else mesh
+    if mesh is not None and batch_size % mesh.size:
+        raise ValueError(
+            f"batch_size={batch_size} does not split over {mesh.size} devices; pass a multiple "
+            f"of {mesh.size} or fewer --devices"
+        )
+    keys = tuple(jax.random.split(key))  # (data, step)
+    if mesh is not None:
+        state, keys = distributed.replicate((state, keys), mesh)
+        data = distributed.put_rows(data, mesh)
+        n = int(jax.tree.leaves(data)[0].shape[0])
+    else:
+        data = jax.device_put(data)
+    ckpt_dir = metrics_path = None
+    history: list[dict] = []
+    first_epoch = 1
+    if workdir is not None:
+        ckpt_dir, metrics_path = Path(workdir) / "checkpoints", Path(workdir) / "metrics.jsonl"
+        state, first_epoch, history = _resume(workdir, state, verbose)
+    run = functools.partial(
+        _run_chunk, train_step=train_step, batch_size=batch_size,
+        batch_sharding=None if mesh is None else distributed.rows(mesh),
+    )  # fmt: skip
+    steps = n // batch_size
+    bar = _progress((epochs - first_epoch + 1) * steps, 0, progress and first_epoch <= epochs)
+    try:
+        with _on_mesh(mesh):
+            for epoch in range(first_epoch, epochs + 1):
+                state, sums = _epoch(state, data, keys, epoch, steps, chunk_steps, run, bar,
+                                     ckpt_dir)  # fmt: skip
+                row = {"epoch": epoch, **{k: v / steps for k, v in sums.items()}}
+                if eval_fn is not None and (epoch % eval_every == 0 or epoch == epochs):
+                    row.update({k: float(v) for k, v in eval_fn(state).items()})
+                history.append(row)
+                _log(row, metrics_path, verbose)
+                if ckpt_dir is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
+                    checkpoint.save(ckpt_dir, epoch, state, {"epoch": epoch})
+    finally:
+        if bar is not None:
+            bar.close()
+    return FitResult(state, history)
+
+
+def _check_data(data: Any, batch_size: int) -> int:
+    """N, the rows of `data`, after checking its leaves agree and hold finite numbers."""
     leaves = jax.tree.leaves(data)
     if not leaves:
         raise ValueError("data is empty: pass an array or a pytree of arrays")
     n = int(np.shape(leaves[0])[0])
     if any(int(np.shape(x)[0]) != n for x in leaves):
         raise ValueError("every array in data must have the same leading dimension")
-    steps = n // batch_size
-    if steps == 0:
+    if n // batch_size == 0:
         raise ValueError(f"batch_size={batch_size} is larger than the dataset ({n} samples)")
     check_finite("data", data)
+    return n
 
-    data_key, step_key = jax.random.split(key)
-    ckpt_dir = metrics_path = None
-    history: list[dict] = []
-    first_epoch = 1
-    if workdir is not None:
-        from jaxunsup.files import check_workdir
 
-        workdir = check_workdir(workdir)
-        ckpt_dir, metrics_path = workdir / "checkpoints", workdir / "metrics.jsonl"
-        checkpoint.verify(ckpt_dir)  # a damaged checkpoint is refused before orbax opens it
+def _resume(workdir, state, verbose: bool) -> tuple[Any, int, list[dict]]:
+    """(state, first epoch, history) from `workdir`'s latest checkpoint, or as given."""
+    from jaxunsup.files import check_workdir
+
+    workdir = check_workdir(workdir)
+    ckpt_dir, metrics_path = workdir / "checkpoints", workdir / "metrics.jsonl"
+    checkpoint.verify(ckpt_dir)  # a damaged checkpoint is refused before orbax opens it
+    if distributed.is_main_process():
         workdir.mkdir(parents=True, exist_ok=True)
-        last = checkpoint.latest_step(ckpt_dir)
-        if last is not None:
-            state, meta = checkpoint.restore(ckpt_dir, state, last)
-            first_epoch = int(meta["epoch"]) + 1
-            if verbose:
-                print(f"resuming from {ckpt_dir} after epoch {first_epoch - 1}", file=sys.stderr)
-        history = _read_history(metrics_path, first_epoch - 1)
-        _write_history(metrics_path, history)
+    first_epoch = 1
+    last = checkpoint.latest_step(ckpt_dir)
+    if last is not None:
+        state, meta = checkpoint.restore(ckpt_dir, state, last)  # into `state`'s shardings
+        first_epoch = int(meta["epoch"]) + 1
+        if verbose:
+            print(f"resuming from {ckpt_dir} after epoch {first_epoch - 1}", file=sys.stderr)
+    history = _read_history(metrics_path, first_epoch - 1)
+    _write_history(metrics_path, history)
+    return state, first_epoch, history
 
-    data = jax.device_put(data)
-    chunks = _chunks(steps, chunk_steps)
-    bar = _progress((epochs - first_epoch + 1) * steps, 0, progress and first_epoch <= epochs)
-    try:
-        for epoch in range(first_epoch, epochs + 1):
-            perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), n)
-            sums: dict[str, float] = {}
-            for start, size in chunks:
-                state, metrics = _run_chunk(
-                    state, data, perm, start, step_key,
-                    train_step=train_step, batch_size=batch_size, n_steps=size,
-                )  # fmt: skip
-                metrics = jax.device_get(metrics)  # {name: [size]}
-                bad = ~np.isfinite(np.asarray(metrics["loss"]))
-                if bad.any():
-                    i = int(np.argmax(bad))
-                    raise TrainingDiverged(
-                        f"loss became {metrics['loss'][i]} at epoch {epoch}, step {start + i + 1} "
-                        f"of {steps} (global step {(epoch - 1) * steps + start + i + 1}); "
-                        "training stopped, the last good checkpoint is kept"
-                        + (f" in {ckpt_dir}" if ckpt_dir else "")
-                        + ". Try a smaller learning rate or check the data for NaNs."
-                    )
-                for name, values in metrics.items():
-                    sums[name] = sums.get(name, 0.0) + float(np.sum(values, dtype=np.float64))
-                if bar is not None:
-                    bar.update(size)
-            row = {"epoch": epoch, **{k: v / steps for k, v in sums.items()}}
-            if eval_fn is not None and (epoch % eval_every == 0 or epoch == epochs):
-                row.update({k: float(v) for k, v in eval_fn(state).items()})
-            history.append(row)
-            if verbose:
-                extra = " ".join(f"{k}: {v:.4g}" for k, v in row.items() if k not in ("epoch",))
-                print(f"[{epoch}] {extra}", file=sys.stderr)
-            if metrics_path is not None:
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-            if ckpt_dir is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
-                checkpoint.save(ckpt_dir, epoch, state, {"epoch": epoch})
-    finally:
+
+def _on_mesh(mesh):
+    """Traces under `mesh` (so `backend.on_mesh()` switches the CPU batch tricks off)."""
+    return contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh)
+
+
+def _epoch(state, data, keys, epoch, steps, chunk_steps, run, bar, ckpt_dir):
+    """One epoch in compiled chunks; returns (state, per-metric sums over its steps)."""
+    sums: dict[str, float] = {}
+    for start, size in _chunks(steps, chunk_steps):
+        state, metrics = run(
+            state, data, keys[0], np.int32(epoch), np.int32(start), keys[1], n_steps=size
+        )
+        metrics = distributed.to_host(metrics)  # {name: [size]}
+        bad = ~np.isfinite(np.asarray(metrics["loss"]))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise TrainingDiverged(
+                f"loss became {metrics['loss'][i]} at epoch {epoch}, step {start + i + 1} "
+                f"of {steps} (global step {(epoch - 1) * steps + start + i + 1}); "
+                "training stopped, the last good checkpoint is kept"
+                + (f" in {ckpt_dir}" if ckpt_dir else "")
+                + ". Try a smaller learning rate or check the data for NaNs."
+            )
+        for name, values in metrics.items():
+            sums[name] = sums.get(name, 0.0) + float(np.sum(values, dtype=np.float64))
         if bar is not None:
-            bar.close()
-    return FitResult(state, history)
+            bar.update(size)
+    return state, sums
+
+
+def _log(row: dict, metrics_path: Path | None, verbose: bool) -> None:
+    if verbose:
+        extra = " ".join(f"{k}: {v:.4g}" for k, v in row.items() if k not in ("epoch",))
+        print(f"[{row['epoch']}] {extra}", file=sys.stderr)
+    if metrics_path is not None and distributed.is_main_process():
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def restore_latest(workdir: str | os.PathLike, target: Any) -> tuple[Any, int]:

@@ -249,8 +249,8 @@ def loss_fn(params, apply_fn, batch, key):
 
 def default_micro_batch(batch: int) -> int:
     """`train_step`'s micro-batch limit when none is given: `MICRO_BATCH` rows on CPU, the
-    whole batch on an accelerator."""
-    return MICRO_BATCH if backend.on_cpu() else batch
+    whole batch on an accelerator or on a mesh."""
+    return MICRO_BATCH if backend.on_cpu() and not backend.on_mesh() else batch
 
 
 def in_parts(fn, *args):

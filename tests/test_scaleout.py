@@ -1,0 +1,106 @@
+"""Data parallelism on JAX's sharding: 8 host devices against 1, checkpoints across device
+counts, and two processes under `jax.distributed` against one. Each check runs
+`tests/multidevice.py` in a process of its own (the device count is fixed at JAX's start)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxunsup import distributed
+
+SCRIPT = Path(__file__).with_name("multidevice.py")
+
+
+def _run(args, devices: int, timeout: int = 600, **popen) -> subprocess.Popen:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    env.pop("JAX_NUM_CPU_DEVICES", None)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), *map(str, args)], env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen,
+    )  # fmt: skip
+
+
+def _result(proc: subprocess.Popen, timeout: int = 600) -> dict:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    line = [x for x in out.splitlines() if x.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])
+
+
+@pytest.fixture(scope="module")
+def dp():
+    return _result(_run(["dp"], 8))
+
+
+@pytest.mark.parametrize("name", ["ae-stacked", "vae-z2", "gan-mlp", "deep-kmeans"])
+def test_eight_devices_train_what_one_device_trains(dp, name):
+    assert dp["devices"] == 8
+    assert dp[name]["max_diff"] < 1e-5  # 20 steps, same key and global batch
+
+
+@pytest.mark.parametrize("name", ["ae-stacked", "vae-z2", "deep-kmeans"])
+def test_the_compiled_epoch_all_reduces_gradients_and_gathers_no_data(dp, name):
+    assert dp[name]["all-reduce"] >= 1 and dp[name]["all-gather"] == 0
+
+
+def test_the_gan_step_gathers_only_its_joint_discriminator_batch(dp):
+    """D sees real and fake rows as one [2B] batch (post 000's single D forward), so each
+    step gathers the two image halves once; the gradients still take one all-reduce."""
+    assert dp["gan-mlp"]["all-reduce"] >= 1 and dp["gan-mlp"]["all-gather"] <= 2
+
+
+@pytest.fixture(scope="module")
+def resumes(tmp_path_factory):
+    base = tmp_path_factory.mktemp("resume")
+    return _result(_run(["resume", base, "8:2", "1:8", "8:1"], 8))
+
+
+@pytest.mark.parametrize("pair", ["8:2", "1:8", "8:1"])
+def test_a_checkpoint_resumes_on_another_device_count(resumes, pair):
+    result = resumes[pair]
+    assert result["restored_diff"] == 0.0  # bit-exact, onto the new devices
+    assert result["restored_devices"] == int(pair.split(":")[1])
+    assert result["resumed_diff"] < 1e-5  # the second epoch as if never interrupted
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_what_one_process_trains():
+    coordinator = f"127.0.0.1:{_free_port()}"
+    procs = [_run(["process", coordinator, 2, i], 2) for i in (0, 1)]
+    results = [_result(p, timeout=300) for p in procs]
+    reference = _result(_run(["process", "none", 1, 0], 4))
+    assert [r["processes"] for r in results] == [2, 2] and reference["processes"] == 1
+    assert results[0]["devices"] == results[1]["devices"] == reference["devices"] == 4
+    for ours in results:
+        for a, b in zip(ours["params"], reference["params"], strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_bad_device_counts_and_process_settings_are_refused(monkeypatch):
+    with pytest.raises(ValueError, match="devices must be a positive integer or 'all'"):
+        distributed.parse_devices("two")
+    with pytest.raises(ValueError, match="JAX sees 1 device"):
+        distributed.make_mesh(4)
+    assert distributed.make_mesh(1) is None and distributed.make_mesh("all") is None
+    for var in distributed.ENV:
+        monkeypatch.delenv(var, raising=False)
+    assert distributed.initialize() is False  # no coordinator: a single process
+    with pytest.raises(ValueError, match="--coordinator"):
+        distributed.initialize(process_id=1)
+    with pytest.raises(ValueError, match="num_processes is needed"):
+        distributed.initialize("127.0.0.1:1234")
+    with pytest.raises(ValueError, match="process_id 2 must be in"):
+        distributed.initialize("127.0.0.1:1234", 2, 2)
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        distributed.initialize("localhost", 2, 0)
