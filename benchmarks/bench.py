@@ -1,10 +1,11 @@
 """`python benchmarks/bench.py NAME [--quick]`: jaxunsup vs PyTorch / scikit-learn, one process.
 
-Each benchmark returns rows; this script adds the device and versions, prints a table and
-appends the rows to `benchmarks/results/<NAME>.jsonl`. With `--repeat R` (default 3) each
-training benchmark runs R times (so the implementations alternate), and each implementation's
-row comes from its fastest run, the speed-ups recomputed from those: a shared VM's speed drifts
-by 20% or more within a minute, which one run per implementation turns into noise in the ratios.
+Each benchmark returns rows; this script adds the device, versions and both sides' matmul
+precision, prints a table and appends the rows to `benchmarks/results/<NAME>.jsonl` (`--out
+DIR`: `DIR/<NAME>.jsonl`). With `--repeat R` (default 3) each training benchmark runs R times
+(so the implementations alternate), and each implementation's row comes from its fastest run,
+the speed-ups recomputed from those: a shared VM's speed drifts by 20% or more within a
+minute, which one run per implementation turns into noise in the ratios.
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--no-save", action="store_true", help="print only")
     parser.add_argument("--repeat", type=int, default=3, help="runs per benchmark; best kept")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
+                        help="folder of the <NAME>.jsonl result files")  # fmt: skip
     args = parser.parse_args(argv)
     names = list(BENCHES) if args.name == "all" else [args.name]
     for name in names:
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             print("  " + "  ".join(f"{k}={v}" for k, v in r.items() if k != "bench"))
         if not args.no_save:
-            out = ROOT / "benchmarks" / "results" / f"{name}.jsonl"
+            out = args.out / f"{name}.jsonl"
             out.parent.mkdir(parents=True, exist_ok=True)
             with open(out, "a") as f:
                 for r in rows:
