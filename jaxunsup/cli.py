@@ -89,6 +89,30 @@ def _add_cache_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_scale_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--devices", default="1", metavar="N|all",
+        help="train data-parallel over N devices (or all, across every process); default 1",
+    )  # fmt: skip
+    group = parser.add_argument_group("several hosts (jax.distributed)")
+    group.add_argument(
+        "--coordinator", default=None, metavar="HOST:PORT",
+        help="process 0's address (default: $JAX_COORDINATOR_ADDRESS; none: one process)",
+    )  # fmt: skip
+    group.add_argument("--num-processes", type=int, default=None, metavar="N",
+                       help="processes in the run (default: $JAX_NUM_PROCESSES)")  # fmt: skip
+    group.add_argument("--process-id", type=int, default=None, metavar="I",
+                       help="this process's index (default: $JAX_PROCESS_ID)")  # fmt: skip
+
+
+def _start_processes(args: argparse.Namespace) -> None:
+    """Joins a multi-process run and sets `--devices`, before anything touches a device."""
+    from jaxunsup import distributed
+
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    distributed.set_default_devices(args.devices)
+
+
 def _needs(argv: list[str] | None) -> set[str]:
     """The experiments (and "style-transfer") whose flags `argv`'s command needs built."""
     if argv is None:
@@ -120,6 +144,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             help="start from the seed's settings (default/full) or the quick preset",
         )  # fmt: skip
         _add_cache_flags(p)
+        _add_scale_flags(p)
         if name in needs:
             _add_config_flags(p, exp)
 
@@ -173,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_workdir(args.workdir, "--workdir")
         if args.command == "run":
+            _start_processes(args)
             exp = EXPERIMENTS[args.experiment]
             names = {f.name for f in dataclasses.fields(exp.config)}
             overrides = {k: v for k, v in vars(args).items() if k in names}

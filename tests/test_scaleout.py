@@ -104,3 +104,37 @@ def test_bad_device_counts_and_process_settings_are_refused(monkeypatch):
         distributed.initialize("127.0.0.1:1234", 2, 2)
     with pytest.raises(ValueError, match="HOST:PORT"):
         distributed.initialize("localhost", 2, 0)
+
+
+def test_the_cli_trains_over_every_device_as_on_one(tmp_path):
+    """`jaxunsup run ... --devices all` on 2 host devices: the same epoch losses as on one."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    losses = {}
+    for devices in ("1", "all"):
+        workdir = tmp_path / devices
+        cmd = [sys.executable, "-m", "jaxunsup", "run", "ae-stacked", "--workdir", str(workdir),
+               "--epochs", "1", "--devices", devices]  # fmt: skip
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+        losses[devices] = [r["loss"] for r in rows]
+    assert len(losses["1"]) == 1
+    np.testing.assert_allclose(losses["all"], losses["1"], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--devices", "4"], "JAX sees 1 device(s) here; pass --devices 1 or all"),
+        (["--devices", "0"], "devices must be a positive integer or 'all'"),
+        (["--process-id", "1"], "--coordinator HOST:PORT"),
+    ],
+)
+def test_the_cli_refuses_bad_scale_flags_in_one_line(tmp_path, capsys, flags, message):
+    from jaxunsup import cli
+
+    argv = ["run", "ae-stacked", "--workdir", str(tmp_path / "w"), "--epochs", "1", *flags]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
+    assert not (tmp_path / "w").exists()
