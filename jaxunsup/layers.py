@@ -150,7 +150,10 @@ class Conv(nn.Module):
         shape = (*self.kernel_size, x.shape[-1], self.features)
         kernel = self.param("kernel", self.kernel_init, shape, jnp.float32).astype(x.dtype)
         y = conv2d(x, kernel, self.strides, self.padding, self.impl)
-        return _add_bias(self, y)
+        return _add_bias(self, self._pool(y))
+
+    def _pool(self, y):
+        return y
 
 
 class ConvMaxPool(Conv):
@@ -163,26 +166,13 @@ class ConvMaxPool(Conv):
     window: tuple[int, int] = (2, 2)
     pool_strides: tuple[int, int] | None = None  # None: the window
 
-    @nn.compact
-    def __call__(self, x):
-        shape = (*self.kernel_size, x.shape[-1], self.features)
-        kernel = self.param("kernel", self.kernel_init, shape, jnp.float32).astype(x.dtype)
-        y = conv2d(x, kernel, self.strides, self.padding, self.impl)
-        return _add_bias(self, max_pool(y, self.window, self.pool_strides, self.impl))
+    def _pool(self, y):
+        return max_pool(y, self.window, self.pool_strides, self.impl)
 
 
-class ConvTranspose(nn.Module):
+class ConvTranspose(Conv):
     """`flax.linen.ConvTranspose(transpose_kernel=True)` (2-D, NHWC), flax's parameters
     (`kernel` [kh, kw, O, C], `bias` [O])."""
-
-    features: int
-    kernel_size: tuple[int, int]
-    strides: tuple[int, int] = (1, 1)
-    padding: Padding = "SAME"
-    use_bias: bool = True
-    kernel_init: Callable = nn.initializers.lecun_normal()
-    bias_init: Callable = nn.initializers.zeros_init()
-    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x):
