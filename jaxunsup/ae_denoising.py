@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxunsup import autoencoder, training
+from jaxunsup import autoencoder, seeds, training
 from jaxunsup.autoencoder import decode, encode, reconstruct  # noqa: F401  (the model's API)
 from jaxunsup.files import prepare_workdir, write_json
 
@@ -48,6 +48,7 @@ class DenoisingConfig:
     batch_size: int = 50
     epochs: int = 51
     seed: int = 0
+    n_seeds: int = 1
     source: str = "auto"
     data_dir: str | None = None
     n_train: int | None = None  # None: every training image
@@ -107,8 +108,7 @@ def denoise(state, noisy: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np
 def restore(workdir: str | os.PathLike, cfg: DenoisingConfig | None = None):
     """The trained denoiser in `workdir` (its latest checkpoint); returns (state, cfg)."""
     cfg = cfg if cfg is not None else autoencoder.load_config(DenoisingConfig, workdir)
-    state = create_state(jax.random.key(0), cfg, jnp.zeros((1, 28, 28, 1), jnp.float32))
-    return training.restore_latest(workdir, state)[0], cfg
+    return autoencoder.restore_states(create_state, workdir, cfg), cfg
 
 
 def _validate(cfg: DenoisingConfig) -> None:
@@ -117,6 +117,7 @@ def _validate(cfg: DenoisingConfig) -> None:
     training.check_positive("batch_size", cfg.batch_size, integer=True)
     training.check_positive("epochs", cfg.epochs, integer=True)
     training.check_positive("checkpoint_every", cfg.checkpoint_every, integer=True)
+    training.check_positive("n_seeds", cfg.n_seeds, integer=True)
     if not cfg.hidden or any(int(h) <= 0 for h in cfg.hidden):
         raise ValueError(f"hidden must be a non-empty tuple of positive sizes, got {cfg.hidden}")
 
@@ -128,11 +129,26 @@ def _noisy_test_mse(state, noisy, clean) -> dict:
     }
 
 
-def _baseline_rows(base: dict) -> list[dict]:
+def _first(state):
+    """The state shown in figures: seed 0's of a stacked one."""
+    return state if seeds.count(state) is None else seeds.unstack(state, 0)
+
+
+def _over(cfg: DenoisingConfig) -> str:
+    return "" if cfg.n_seeds == 1 else f", mean/std over {cfg.n_seeds} seeds"
+
+
+def _stat(scores: dict, name: str):
+    """A table's number: rounded, or [mean, std] over the seeds of a stacked run."""
+    per_seed = scores.get(f"{name}_per_seed")
+    return round(scores[name], 4) if per_seed is None else seeds.mean_std(per_seed)
+
+
+def _baseline_rows(base: dict, cfg: DenoisingConfig) -> list[dict]:
     return [
-        {"metric": "plain stacked AE: test MSE, noisy inputs",
-         "ours": round(base["test_mse_noisy"], 4), "seed": None},
-        {"metric": "plain stacked AE: test MSE", "ours": round(base["test_mse"], 4),
+        {"metric": "plain stacked AE: test MSE, noisy inputs" + _over(cfg),
+         "ours": _stat(base, "test_mse_noisy"), "seed": None},
+        {"metric": "plain stacked AE: test MSE" + _over(cfg), "ours": _stat(base, "test_mse"),
          "seed": None},
     ]  # fmt: skip
 
@@ -146,7 +162,9 @@ def run(cfg: DenoisingConfig, workdir: str | os.PathLike, data=None) -> dict:
     raw = data if data is not None else autoencoder.load_data(cfg)
     train, test = autoencoder.checked_data(*raw, n_train=cfg.n_train, n_test=cfg.n_test)
     workdir = prepare_workdir(workdir, cfg)
-    key_init, key_fit, key_test = jax.random.split(jax.random.key(cfg.seed), 3)
+    key_init, key_fit, key_test = seeds.split(seeds.keys(cfg.seed, cfg.n_seeds), 3)
+    if cfg.n_seeds > 1:  # every seed is scored on seed `cfg.seed`'s noisy test set
+        key_test = key_test[0]
     noisy = np.asarray(add_noise(key_test, jnp.asarray(test.images), cfg.noise_std))
     example = jnp.asarray(train.images[:1])
 
@@ -155,27 +173,29 @@ def run(cfg: DenoisingConfig, workdir: str | os.PathLike, data=None) -> dict:
 
     step = make_train_step(float(cfg.noise_std), bool(cfg.seed_compat))
     state, results = autoencoder.train_and_evaluate(
-        "ae-denoising", cfg, workdir, create_state(key_init, cfg, example), step, train.images,
-        test.images, test, key=key_fit, eval_fn=eval_fn,
+        "ae-denoising", cfg, workdir, autoencoder.create_states(create_state, key_init, cfg,
+        example), step, train.images, test.images, test, key=key_fit, eval_fn=eval_fn,
     )  # fmt: skip
-    ours = eval_fn(state)
-    rows = [noisy[:10], denoise(state, noisy, test.images)[0][:10]]  # shapes compiled already
+    ours = seeds.evaluate(eval_fn, state)
+    rows = [noisy[:10], denoise(_first(state), noisy, test.images)[0][:10]]  # compiled already
     titles = ["noisy input", "denoiser" if not cfg.seed_compat else "seed_compat AE"]
     results.update(ours, noise_std=cfg.noise_std, seed_compat=cfg.seed_compat)
     results["table"] = [
-        {"metric": "test MSE, noisy inputs", "ours": round(ours["test_mse_noisy"], 4),
+        {"metric": "test MSE, noisy inputs" + _over(cfg), "ours": _stat(ours, "test_mse_noisy"),
          "seed": None},
         *results["table"],
     ]  # fmt: skip
     if cfg.baseline:  # the plain AE: same init, same batch order, clean inputs
+        plain = autoencoder.create_states(create_state, key_init, cfg, example)
         plain, _ = training.fit(
-            create_state(key_init, cfg, example), autoencoder.train_step, train.images,
+            plain, seeds.step_for(autoencoder.train_step, plain), train.images,
             key=key_fit, epochs=cfg.epochs, batch_size=cfg.batch_size,
-            workdir=workdir / "baseline", checkpoint_every=cfg.checkpoint_every, eval_fn=eval_fn,
+            workdir=workdir / "baseline", checkpoint_every=cfg.checkpoint_every,
+            eval_fn=functools.partial(seeds.evaluate, eval_fn),
         )  # fmt: skip
-        results["baseline"] = eval_fn(plain)
-        results["table"][1:1] = _baseline_rows(results["baseline"])
-        rows.append(denoise(plain, noisy, test.images)[0][:10])
+        results["baseline"] = seeds.evaluate(eval_fn, plain)
+        results["table"][1:1] = _baseline_rows(results["baseline"], cfg)
+        rows.append(denoise(_first(plain), noisy, test.images)[0][:10])
         titles.append("plain AE")
     figure = plots.save_image_rows(
         workdir / "denoising.png", [test.images[:10], *rows], ["clean", *titles]

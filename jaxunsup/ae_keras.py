@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxunsup import autoencoder, layers, training
+from jaxunsup import autoencoder, layers, seeds, training
 from jaxunsup.autoencoder import decode, encode, reconstruct  # noqa: F401  (the model's API)
 from jaxunsup.files import prepare_workdir, write_json
 
@@ -65,6 +65,7 @@ class KerasMLPConfig:
     batch_size: int = 300
     epochs: int = 500
     seed: int = 0
+    n_seeds: int = 1
     source: str = "auto"
     data_dir: str | None = None
     n_train: int | None = 3000  # the post's `mnist.data[:3000]`; None: every training image
@@ -81,6 +82,7 @@ class KerasCNNConfig:
     batch_size: int = 300
     epochs: int = 500
     seed: int = 0
+    n_seeds: int = 1
     source: str = "auto"
     data_dir: str | None = None
     n_train: int | None = 3000
@@ -200,8 +202,7 @@ def restore(workdir: str | os.PathLike, cfg: KerasMLPConfig | KerasCNNConfig):
     """
     if isinstance(cfg, type):
         cfg = autoencoder.load_config(cfg, workdir)
-    state = create_state(jax.random.key(0), cfg, jnp.zeros((1, 28, 28, 1), jnp.float32))
-    return training.restore_latest(workdir, state)[0], cfg
+    return autoencoder.restore_states(create_state, workdir, cfg), cfg
 
 
 def _validate(cfg) -> None:
@@ -209,6 +210,7 @@ def _validate(cfg) -> None:
     training.check_positive("batch_size", cfg.batch_size, integer=True)
     training.check_positive("epochs", cfg.epochs, integer=True)
     training.check_positive("checkpoint_every", cfg.checkpoint_every, integer=True)
+    training.check_positive("n_seeds", cfg.n_seeds, integer=True)
     sizes = ("hidden", "latent") if isinstance(cfg, KerasMLPConfig) else ("filters",)
     for name in sizes:
         training.check_positive(name, getattr(cfg, name), integer=True)
@@ -225,8 +227,8 @@ def _run(name: str, cfg, workdir, data, preprocess) -> dict:
         )
     images, test_inputs = preprocess(train.images), preprocess(test.images)
     workdir = prepare_workdir(workdir, cfg)
-    key_init, key_fit = jax.random.split(jax.random.key(cfg.seed))
-    state = create_state(key_init, cfg, jnp.asarray(images[:1]))
+    key_init, key_fit = seeds.split(seeds.keys(cfg.seed, cfg.n_seeds))
+    state = autoencoder.create_states(create_state, key_init, cfg, jnp.asarray(images[:1]))
     shown = (float(test_inputs[:10].min()), float(test_inputs[:10].max()))
     state, results = autoencoder.train_and_evaluate(
         name, cfg, workdir, state, train_step, images, test_inputs, test, key=key_fit,

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxunsup import backend, latent_clustering, layers, training
+from jaxunsup import backend, latent_clustering, layers, seeds, training
 from jaxunsup import data as data_lib
 from jaxunsup.files import prepare_workdir, read_json, write_json
 
@@ -54,6 +54,7 @@ class StackedConfig:
     batch_size: int = 50
     epochs: int = 51
     seed: int = 0
+    n_seeds: int = 1
     source: str = "auto"
     data_dir: str | None = None
     checkpoint_every: int = 10
@@ -100,6 +101,8 @@ def init_params(model: nn.Module, key: jax.Array, example: jax.Array):
     """`model.init(key, example)` as one compiled call, built without XLA's optimisation
     passes: it runs once, and optimising the unrolled random-number code of every parameter
     costs seconds of compile time (3-4x the unoptimised build) on CPU (a CPU-only option)."""
+    if isinstance(key, jax.core.Tracer):  # inside a caller's jit (seeds.create): its options
+        return model.init(key, example)
     return jax.jit(model.init, compiler_options=init_compiler_options())(key, example)
 
 
@@ -121,6 +124,12 @@ def create_state(key: jax.Array, cfg: StackedConfig, example: jax.Array):
     )
     params = init_params(model, key, example[:1])
     return training.create_train_state(model.apply, params, optax.adam(cfg.lr))
+
+
+def create_states(create_fn, key: jax.Array, cfg, example: jax.Array):
+    """`create_fn(key, cfg, example)`, or for stacked keys [S] (`seeds.keys`) the S models
+    stacked on a leading axis, built by one compiled init (`seeds.create`)."""
+    return seeds.create(lambda k: create_fn(k, cfg, example), key, init_compiler_options())
 
 
 def loss_fn(params, apply_fn, batch, key):
@@ -201,8 +210,15 @@ def load_config(config_cls: type, workdir: str | os.PathLike):
 def restore(workdir: str | os.PathLike, cfg: StackedConfig | None = None):
     """The trained stacked AE in `workdir` (its latest checkpoint); returns (state, cfg)."""
     cfg = cfg if cfg is not None else load_config(StackedConfig, workdir)
-    state = create_state(jax.random.key(0), cfg, jnp.zeros((1, 28, 28, 1), jnp.float32))
-    return training.restore_latest(workdir, state)[0], cfg
+    return restore_states(create_state, workdir, cfg), cfg
+
+
+def restore_states(create_fn, workdir: str | os.PathLike, cfg):
+    """The latest checkpoint in `workdir` of `create_fn`'s model (S stacked ones for a run
+    with `n_seeds` = S; `seeds.unstack` picks one)."""
+    key = seeds.keys(0, getattr(cfg, "n_seeds", 1))
+    state = create_states(create_fn, key, cfg, jnp.zeros((1, 28, 28, 1), jnp.float32))
+    return training.restore_latest(workdir, state)[0]
 
 
 def window_means(values: list[float], window: int) -> list[float]:
@@ -216,6 +232,7 @@ def _validate(cfg: StackedConfig) -> None:
     training.check_positive("batch_size", cfg.batch_size, integer=True)
     training.check_positive("epochs", cfg.epochs, integer=True)
     training.check_positive("checkpoint_every", cfg.checkpoint_every, integer=True)
+    training.check_positive("n_seeds", cfg.n_seeds, integer=True)
     if not cfg.hidden or any(int(h) <= 0 for h in cfg.hidden):
         raise ValueError(f"hidden must be a non-empty tuple of positive sizes, got {cfg.hidden}")
 
@@ -264,7 +281,9 @@ def train_and_evaluate(
     Args:
       name: the experiment's name (results.json's "experiment").
       cfg: a Config with `epochs`, `batch_size`, `checkpoint_every` and `seed`.
-      state, step: the initial train state and its module-level `train_step`.
+      state, step: the initial train state and its module-level `train_step`; a stacked
+        state (`create_states` from `seeds.keys`) trains every seed at once with `key` the
+        stacked fit keys, and results gain per-seed numbers and mean/std rows.
       images, test_inputs: the model's training and test inputs (after any preprocessing).
       test: the raw test set (shown in the cluster figure; labels score the clustering).
       key: the `fit` key.
@@ -281,12 +300,15 @@ def train_and_evaluate(
     def test_mse(state):
         return {"test_mse": float(np.mean(reconstruct(state, test_inputs)[1]))}
 
-    eval_fn = eval_fn or test_mse
+    eval_fn = functools.partial(seeds.evaluate, eval_fn or test_mse)
     state, history = training.fit(
-        state, step, images, key=key, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        workdir=workdir, checkpoint_every=cfg.checkpoint_every, eval_fn=eval_fn,
+        state, seeds.step_for(step, state), images, key=key, epochs=cfg.epochs,
+        batch_size=cfg.batch_size, workdir=workdir, checkpoint_every=cfg.checkpoint_every,
+        eval_fn=eval_fn,
     )  # fmt: skip
-    recon = reconstruct(state, test_inputs)[0][:10]  # the shape eval_fn compiled for
+    n_seeds = seeds.count(state)
+    shown = state if n_seeds is None else seeds.unstack(state, 0)  # seed 0's figures
+    recon = reconstruct(shown, test_inputs)[0][:10]  # the shape eval_fn compiled for
     train_loss, test_mse = [r["loss"] for r in history], [r["test_mse"] for r in history]
     figures = [
         plots.save_image_rows(
@@ -298,7 +320,7 @@ def train_and_evaluate(
         ).name,
     ]  # fmt: skip
     clusters = latent_clustering.evaluate(
-        workdir, encode(state, test_inputs), test.images, test.labels, seed=cfg.seed
+        workdir, encode(shown, test_inputs), test.images, test.labels, seed=cfg.seed
     )
     results = {
         "experiment": name,
@@ -316,7 +338,39 @@ def train_and_evaluate(
             *clusters["table"],
         ],
     }
+    if n_seeds is not None:
+        _add_seed_results(results, state, history, test_inputs, test.labels, cfg.seed)
     return state, results
+
+
+def _add_seed_results(results, state, history, test_inputs, labels, seed: int) -> None:
+    """Per-seed curves and scores, and mean/std rows in the table (seed 0 fills the rest)."""
+    n = seeds.count(state)
+    final = history[-1]["test_mse_per_seed"]
+    latent = [results["clustering"]["latent"]]
+    from threadpoolctl import threadpool_limits  # as latent_clustering.evaluate: one thread
+
+    for i in range(1, n):  # seed 0's scores came with its figures
+        codes = encode(seeds.unstack(state, i), test_inputs)
+        with threadpool_limits(limits=1):
+            assignments, inertia = latent_clustering.kmeans(codes, **latent_clustering.KMEANS_ARGS)
+        latent.append({**latent_clustering.scores(labels, assignments), "inertia": inertia})
+    results.update(
+        seeds=[seed + i for i in range(n)],
+        train_loss_per_seed=[r["loss_per_seed"] for r in history],  # [epoch][seed]
+        test_mse_per_seed=final,
+        test_mse_std=seeds.summary(final)["std"],
+    )
+    results["clustering"]["latent_per_seed"] = latent
+    acc = [s["acc"] for s in latent]
+    results["table"][:2] = [
+        {"metric": f"test MSE, mean/std over {n} seeds", "ours": seeds.mean_std(final),
+         "seed": None},
+        {"metric": f"test MSE per seed ({seed}..{seed + n - 1})",
+         "ours": [round(v, 4) for v in final], "seed": None},
+        {"metric": "k-means on test latents: acc, mean/std over seeds",
+         "ours": seeds.mean_std(acc), "seed": None},
+    ]  # fmt: skip
 
 
 def run(cfg: StackedConfig, workdir: str | os.PathLike, data=None) -> dict:
@@ -326,8 +380,8 @@ def run(cfg: StackedConfig, workdir: str | os.PathLike, data=None) -> dict:
     train, test = checked_data(*(data if data is not None else load_data(cfg)))
     workdir = prepare_workdir(workdir, cfg)
 
-    key_init, key_fit = jax.random.split(jax.random.key(cfg.seed))
-    state = create_state(key_init, cfg, jnp.asarray(train.images[:1]))
+    key_init, key_fit = seeds.split(seeds.keys(cfg.seed, cfg.n_seeds))
+    state = create_states(create_state, key_init, cfg, jnp.asarray(train.images[:1]))
     state, results = train_and_evaluate(
         "ae-stacked", cfg, workdir, state, train_step, train.images, test.images, test,
         key=key_fit,

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax.training import train_state
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxunsup import checkpoint, distributed
 
@@ -83,11 +83,18 @@ def _run_chunk(
     batch_sharding=None,
 ):  # fmt: skip
     n = jax.tree.leaves(data)[0].shape[0]
-    perm = jax.random.permutation(jax.random.fold_in(data_key, epoch), n)  # [N]
+
+    def shuffle(data_key):
+        return jax.random.permutation(jax.random.fold_in(data_key, epoch), n)  # [N]
+
+    # stacked seeds' keys [S] (seeds.py): each seed its own shuffle, as in a run of its own
+    perm = jax.vmap(shuffle)(data_key) if is_stacked(data_key) else shuffle(data_key)  # [(S,) N]
 
     def body(state, i):
-        idx = jax.lax.dynamic_slice_in_dim(perm, (start + i) * batch_size, batch_size)
-        batch = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)  # [B, ...]
+        idx = jax.lax.dynamic_slice_in_dim(
+            perm, (start + i) * batch_size, batch_size, axis=perm.ndim - 1
+        )
+        batch = jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)  # [(S,) B, ...]
         if batch_sharding is not None:  # each device computes its rows; XLA all-reduces
             batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
         return train_step(state, batch, key)
@@ -121,7 +128,7 @@ def check_finite(name: str, data: Any) -> None:
     for path, leaf in jax.tree_util.tree_flatten_with_path(data)[0]:
         where = name + jax.tree_util.keystr(path)
         arr = np.asarray(leaf)
-        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        if arr.dtype != bool and not np.issubdtype(arr.dtype, np.number):
             raise ValueError(f"{where} must be a numeric array, got dtype {arr.dtype}")
         if np.issubdtype(arr.dtype, np.inexact) and not np.isfinite(arr).all():
             bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
@@ -201,7 +208,10 @@ def fit(
         is a dict of scalars and must contain "loss". It folds `state.step` into `key` itself.
       data: an array or pytree of arrays with a common leading dimension N (e.g. images, or
         (images, labels)); it is put on the device once.
-      key: the base key of the run; epoch shuffles and step keys are derived from it.
+      key: the base key of the run; epoch shuffles and step keys are derived from it. Stacked
+        keys [S] (`seeds.keys`) train a stacked state (`seeds.create`) with `seeds.vmapped`
+        steps: seed i gets the shuffles and step keys a run with `key[i]` gets, its batches
+        [S, B, ...], its own metrics `<name>_per_seed` (lists in the history).
       epochs: total number of epochs (a resumed run continues up to this number).
       batch_size: samples per step (the global batch on a mesh); an epoch has N // batch_size
         steps (the remainder of each shuffled epoch is left out, and differs per epoch).
@@ -236,7 +246,7 @@ def fit(
             f"batch_size={batch_size} does not split over {mesh.size} devices; pass a multiple "
             f"of {mesh.size} or fewer --devices"
         )
-    keys = tuple(jax.random.split(key))  # (data, step)
+    keys = _split(key)  # (data, step)
     if mesh is not None:
         state, keys = distributed.replicate((state, keys), mesh)
         data = distributed.put_rows(data, mesh)
@@ -251,7 +261,7 @@ def fit(
         state, first_epoch, history = _resume(workdir, state, verbose)
     run = functools.partial(
         _run_chunk, train_step=train_step, batch_size=batch_size,
-        batch_sharding=None if mesh is None else distributed.rows(mesh),
+        batch_sharding=_batch_sharding(mesh, key),
     )  # fmt: skip
     steps = n // batch_size
     bar = _progress((epochs - first_epoch + 1) * steps, 0, progress and first_epoch <= epochs)
@@ -260,9 +270,9 @@ def fit(
             for epoch in range(first_epoch, epochs + 1):
                 state, sums = _epoch(state, data, keys, epoch, steps, chunk_steps, run, bar,
                                      ckpt_dir)  # fmt: skip
-                row = {"epoch": epoch, **{k: v / steps for k, v in sums.items()}}
+                row = {"epoch": epoch, **{k: _plain(v / steps) for k, v in sums.items()}}
                 if eval_fn is not None and (epoch % eval_every == 0 or epoch == epochs):
-                    row.update({k: float(v) for k, v in eval_fn(state).items()})
+                    row.update({k: _plain(v) for k, v in eval_fn(state).items()})
                 history.append(row)
                 _log(row, metrics_path, verbose)
                 if ckpt_dir is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
@@ -331,16 +341,50 @@ def _epoch(state, data, keys, epoch, steps, chunk_steps, run, bar, ckpt_dir):
                 + (f" in {ckpt_dir}" if ckpt_dir else "")
                 + ". Try a smaller learning rate or check the data for NaNs."
             )
-        for name, values in metrics.items():
-            sums[name] = sums.get(name, 0.0) + float(np.sum(values, dtype=np.float64))
+        for name, values in metrics.items():  # [size] or, per seed, [size, S]
+            sums[name] = sums.get(name, 0.0) + np.sum(values, axis=0, dtype=np.float64)
         if bar is not None:
             bar.update(size)
     return state, sums
 
 
+def is_stacked(key: jax.Array) -> bool:
+    """Whether `key` is a stack of typed keys [S], one per seed (seeds.py)."""
+    return jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.ndim == 1
+
+
+def _split(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(data, step) keys from `key`, or per seed from stacked keys [S]."""
+    if not is_stacked(key):
+        return tuple(jax.random.split(key))
+    parts = jax.vmap(jax.random.split)(key)  # [S, 2]
+    return parts[:, 0], parts[:, 1]
+
+
+def _batch_sharding(mesh: Mesh | None, key: jax.Array):
+    """Batches split over "data" on their rows: axis 0, or axis 1 of stacked seeds' [S, B]."""
+    if mesh is None:
+        return None
+    if not is_stacked(key):
+        return distributed.rows(mesh)
+    return NamedSharding(mesh, PartitionSpec(None, distributed.DATA))
+
+
+def _plain(value: Any) -> float | list:
+    """A metric for metrics.jsonl: a float, or a list (one number per seed)."""
+    arr = np.asarray(value, np.float64)
+    return float(arr) if arr.ndim == 0 else arr.tolist()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + " ".join(f"{v:.4g}" for v in value) + "]"
+    return f"{value:.4g}"
+
+
 def _log(row: dict, metrics_path: Path | None, verbose: bool) -> None:
     if verbose:
-        extra = " ".join(f"{k}: {v:.4g}" for k, v in row.items() if k not in ("epoch",))
+        extra = " ".join(f"{k}: {_fmt(v)}" for k, v in row.items() if k not in ("epoch",))
         print(f"[{row['epoch']}] {extra}", file=sys.stderr)
     if metrics_path is not None and distributed.is_main_process():
         with open(metrics_path, "a") as f:
