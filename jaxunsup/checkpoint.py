@@ -192,7 +192,8 @@ def save(
     """Saves `tree` (and the JSON-able `meta`) as checkpoint `step` in `directory`."""
     from jaxunsup.files import atomic_write_bytes
 
-    ocp = _ocp()
+    with _interrupts_deferred():  # the first save also imports orbax: an import cut short
+        ocp = _ocp()  # by Ctrl-C can leave Python to die by SIGINT at exit (code -2)
     with _interrupts_deferred(), _draining_loops(), _manager(directory, max_to_keep) as mngr:
         mngr.save(
             int(step),

@@ -11,9 +11,12 @@ persistent cache (`jaxunsup.cache`): `--cache-dir DIR` moves it, `--no-cache` (o
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import dataclasses
+import signal
 import sys
+import threading
 import types
 import typing
 from pathlib import Path
@@ -181,7 +184,25 @@ def _enable_cache(args: argparse.Namespace) -> None:
               file=sys.stderr)  # fmt: skip
 
 
+def _keep_lost_interrupts() -> None:
+    """Python drops a Ctrl-C that lands in a garbage-collector callback (JAX has one) with an
+    "Exception ignored" traceback and runs on; this hook hands it back to the main thread."""
+    previous = sys.unraisablehook
+    if getattr(previous, "keeps_interrupts", False):
+        return
+
+    def hook(unraisable):
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):  # later, once out of the hook
+            threading.Timer(0.1, _thread.interrupt_main).start()
+        else:
+            previous(unraisable)
+
+    hook.keeps_interrupts = True
+    sys.unraisablehook = hook
+
+
 def main(argv: list[str] | None = None) -> int:
+    _keep_lost_interrupts()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
@@ -224,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     except FloatingPointError as err:  # training.TrainingDiverged
         print(f"jaxunsup: training stopped: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: the checkpoints written so far are complete
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # an echo of it must not kill the exit
+        print("jaxunsup: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

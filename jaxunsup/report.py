@@ -15,7 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
-from jaxunsup.files import atomic_write_bytes, write_json
+from jaxunsup.files import atomic_write_bytes, user_message, write_json
 from jaxunsup.registry import EXPERIMENTS
 
 
@@ -52,7 +52,10 @@ def reproduce(
         except Exception as err:  # one failure must not lose the others' results
             entry["status"] = "failed"
             entry["error"] = f"{type(err).__name__}: {err}"
-            traceback.print_exc()
+            if isinstance(err, ValueError | OSError | ImportError):  # the user's to fix
+                print(f"jaxunsup: {name} failed: {user_message(err)}", file=sys.stderr)
+            else:  # a bug: its traceback is what a report needs
+                traceback.print_exc()
         entry["seconds"] = round(time.perf_counter() - start, 2)
         entries[name] = entry
     write_json(workdir / "results.json", entries)

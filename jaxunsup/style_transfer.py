@@ -293,14 +293,26 @@ def validate_config(cfg: Config) -> None:
             )
         if any(not (math.isfinite(w) and w >= 0) for w in weights):
             raise ValueError(f"{kind}_layer_weights must be finite and >= 0, got {weights}")
+    if cfg.size < min_side(cfg):
+        raise ValueError(f"size must be >= {min_side(cfg)} for these layers, got {cfg.size}")
 
 
-def _check_image(name: str, image) -> np.ndarray:
+def min_side(cfg: Config) -> int:
+    """The smallest image side whose deepest requested layer keeps a pixel: 2^(poolings up
+    to it); below it that layer's Gram matrix is of nothing and the loss NaN."""
+    deepest = max(vgg.layer_index(n) for n in cfg.content_layers + cfg.style_layers)
+    return 2 ** sum(kind == "pool" for kind, _ in vgg.LAYERS[: deepest + 1])
+
+
+def _check_image(name: str, image, side: int = 1) -> np.ndarray:
     arr = np.asarray(image)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"{name} must be an RGB image [H, W, 3], got shape {arr.shape}")
-    if min(arr.shape[:2]) < 1 or not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{name} must be a non-empty numeric image, got {arr.dtype} {arr.shape}")
+    if min(arr.shape[:2]) < side or not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(
+            f"{name} must be a numeric image of side >= {side} (the deepest layer's pooling), "
+            f"got {arr.dtype} {arr.shape}"
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf; pass an image with values in [0, 1]")
     return arr if arr.dtype == np.float64 else arr.astype(np.float32)  # float64 kept (x64 runs)
@@ -354,8 +366,8 @@ def stylize(content, style, vgg_params, cfg: Config | None = None, *, verbose: b
 
     cfg = dataclasses.replace(cfg or Config(), **overrides)
     validate_config(cfg)
-    c = jnp.asarray(_check_image("content", content)[None])  # [1, H, W, 3]
-    s = jnp.asarray(_check_image("style", style)[None])
+    c = jnp.asarray(_check_image("content", content, min_side(cfg))[None])  # [1, H, W, 3]
+    s = jnp.asarray(_check_image("style", style, min_side(cfg))[None])
     params = _check_params(vgg_params, cfg)
     # the fields that only choose inputs stay out of the compiled functions' cache keys
     static = dataclasses.replace(cfg, content="", style="", size=1, vgg_weights=None,
@@ -519,6 +531,9 @@ def cli_command(args: argparse.Namespace) -> int:
     except FloatingPointError as err:
         print(f"jaxunsup style-transfer: stopped: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("jaxunsup style-transfer: interrupted; no image written", file=sys.stderr)
+        return 130
 
 
 def main_style_transfer(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -326,6 +327,46 @@ def test_sigkill_between_commit_and_digests_resumes_bit_identical(tmp_path):
     np.testing.assert_array_equal(np.load(f"{workdir}_w.npy"), np.asarray(full.params["w"]))
     rows = [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").open()]
     assert rows == [1, 2, 3, 4]
+
+
+def test_cli_ctrl_c_exits_cleanly_with_intact_checkpoints(tmp_path):
+    """Ctrl-C during training (a save included): exit 130, one line on stderr and no
+    traceback, every checkpoint intact (a save in progress finishes first)."""
+    folder = _mnist_npz(tmp_path / "data").parent
+    workdir = tmp_path / "w"
+    args = [sys.executable, "-m", "jaxunsup", "run", "ae-stacked", "--workdir", str(workdir),
+            "--data-dir", str(folder), "--source", "npz", "--epochs", "1000",
+            "--checkpoint-every", "1", "--batch-size", "20"]  # fmt: skip
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    metrics, start = workdir / "metrics.jsonl", time.monotonic()
+    while not (metrics.exists() and metrics.stat().st_size) and time.monotonic() - start < 240:
+        time.sleep(0.05)
+    time.sleep(0.3)  # epochs of 10 steps: a save is often in flight
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err[-2000:]
+    messages = [line for line in err.splitlines() if not line.startswith("[")]  # epoch lines
+    assert messages == ["jaxunsup: interrupted; run the same command again to resume"], err
+    for step in checkpoint.steps_on_disk(workdir / "checkpoints"):  # none if before the first
+        assert (workdir / "checkpoints" / str(step) / checkpoint.DIGEST_FILE).exists()
+        checkpoint.verify(workdir / "checkpoints", step)
+
+
+def test_reproduce_names_a_user_error_without_traceback(tmp_path, trained, capsys):
+    """`reproduce` goes on past a failed experiment; a user's error is one clear line."""
+    shutil.copytree(trained, tmp_path / "ae-stacked")
+    _damage(_step_file(tmp_path / "ae-stacked" / "checkpoints" / "2", "meta json"), "empty")
+    before = tree_digest(tmp_path / "ae-stacked")
+    assert cli.main(["reproduce", "--workdir", str(tmp_path), "--only", "ae-stacked"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = next(x for x in err.splitlines() if x.startswith("jaxunsup: ae-stacked failed"))
+    assert_clear(line, tmp_path / "ae-stacked" / "checkpoints" / "2")
+    assert tree_digest(tmp_path / "ae-stacked") == before
+    assert json.loads((tmp_path / "results.json").read_text())["ae-stacked"]["status"] == "failed"
 
 
 def test_checkpoint_of_another_model(tmp_path, trained):
