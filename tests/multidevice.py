@@ -134,10 +134,52 @@ def check_process(coordinator: str, n: int, process_id: int) -> dict:
     return out
 
 
+def check_kmeans() -> dict:
+    """Sharded k-means against one device: N not divisible by the devices, weights, an
+    emptied cluster; the sweep's collectives; k-means|| against k-means++ on blobs."""
+    from sklearn.datasets import make_blobs
+
+    from jaxunsup import kmeans, kmeans_sharded
+
+    mesh = distributed.make_mesh("all")
+    x, _ = make_blobs(1001, n_features=3, centers=5, random_state=0)
+    x = x.astype(np.float32)
+    w = np.random.default_rng(0).uniform(0.1, 2.0, len(x)).astype(np.float32)
+    init = x[[0, 1, 2, 3, 4]].copy()
+    init[4] = 1e3  # far from every row: emptied in the first sweep, relocated
+    out = {}
+    for name, weight in (("unit", None), ("weighted", w)):
+        one = kmeans.kmeans(0, x, 5, init=init, sample_weight=weight)
+        many = kmeans_sharded.fit(0, x, 5, mesh=mesh, init=init, sample_weight=weight)
+        out[name] = {
+            "labels_equal": bool(np.array_equal(np.asarray(one.labels), np.asarray(many.labels))),
+            "inertia": [float(one.inertia), float(many.inertia)],
+            "centers_diff": float(np.abs(np.asarray(one.centers) - np.asarray(many.centers)).max()),
+            "n_iter": [int(one.n_iter), int(many.n_iter)],
+        }
+    xs, ws, valid = kmeans_sharded.place(x, np.ones(len(x), np.float32), mesh)
+    c0 = jax.device_put(jnp.asarray(init), distributed.replicated(mesh))
+    text = (
+        kmeans_sharded.lloyd.lower(xs, ws, valid, c0, 1e-4, mesh=mesh, max_iter=10)
+        .compile().as_text()
+    )  # fmt: skip
+    out["all-reduce"], out["all-gather"] = text.count("all-reduce("), text.count("all-gather(")
+    xb, _ = make_blobs(20_000, n_features=8, centers=20, random_state=1)
+    xb = xb.astype(np.float32)
+    pp = kmeans.kmeans(1, xb, 20, n_init=1)
+    par = kmeans_sharded.fit(1, xb, 20, mesh=mesh, init="k-means||")
+    spp = kmeans_sharded.fit(1, xb, 20, mesh=mesh, init="k-means++")
+    out["blobs"] = {"k-means++": float(pp.inertia), "k-means||": float(par.inertia),
+                    "sharded k-means++": float(spp.inertia)}  # fmt: skip
+    return out
+
+
 if __name__ == "__main__":
     check, args = sys.argv[1], sys.argv[2:]
     if check == "dp":
         result = check_dp()
+    elif check == "kmeans":
+        result = check_kmeans()
     elif check == "resume":
         result = check_resumes(*args)
     else:

@@ -138,3 +138,27 @@ def test_the_cli_refuses_bad_scale_flags_in_one_line(tmp_path, capsys, flags, me
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
     assert not (tmp_path / "w").exists()
+
+
+@pytest.fixture(scope="module")
+def sharded_kmeans():
+    return _result(_run(["kmeans"], 8))
+
+
+@pytest.mark.parametrize("weights", ["unit", "weighted"])
+def test_kmeans_on_eight_devices_is_one_devices_fit(sharded_kmeans, weights):
+    """1,001 rows (7 padding rows on 8 devices), one centre emptied and relocated."""
+    result = sharded_kmeans[weights]
+    assert result["labels_equal"]
+    np.testing.assert_allclose(*result["inertia"], rtol=1e-5)
+    assert result["centers_diff"] < 1e-4 and result["n_iter"][0] == result["n_iter"][1]
+
+
+def test_the_kmeans_sweep_sums_over_devices_and_gathers_no_data(sharded_kmeans):
+    assert sharded_kmeans["all-reduce"] >= 1 and sharded_kmeans["all-gather"] == 0
+
+
+def test_kmeans_parallel_init_is_as_good_as_kmeans_plusplus(sharded_kmeans):
+    blobs = sharded_kmeans["blobs"]
+    assert blobs["k-means||"] <= 1.05 * blobs["k-means++"]
+    np.testing.assert_allclose(blobs["sharded k-means++"], blobs["k-means++"], rtol=0.05)
