@@ -16,7 +16,10 @@ Semantics follow `sklearn.cluster.KMeans(algorithm="lloyd")`: X is centred first
 precision), tol is relative to the mean feature variance, a sweep stops on unchanged labels
 or a squared centre shift <= tol, empty clusters move to the points farthest from their
 centres, `k-means++` is greedy with 2 + floor(ln k) trials, `n_init` restarts run together
-under `vmap` and the lowest inertia wins, and a sample weight of k equals k copies.
+under `vmap` and the lowest inertia wins, and a sample weight of k equals k copies. X may be
+a scipy sparse matrix (CSR rows, `kmeans_sparse`; not centred, as in scikit-learn). `KMeans`
+passes scikit-learn's `check_estimator`; `minibatch_kmeans.MiniBatchKMeans` is the streaming
+variant.
 
 Deviations: labels are always recomputed against the final centres (scikit-learn skips that
 after a sweep with unchanged labels — the same labels unless there are exact ties); with
@@ -112,7 +115,7 @@ def kmeans(key, x, n_clusters: int, *, init="k-means++", n_init: int = 1, max_it
 
     Args:
         key: PRNG key for the init (unused with an init array), or an int seed.
-        x: [N, D] data.
+        x: [N, D] data: an array, or a scipy sparse matrix (turned into CSR rows).
         n_clusters: K, 1 <= K <= N.
         init: "k-means++", "random", "uniform" (U[0,1), the post's) or a [K, D] array.
         n_init: restarts, run together with vmap; the lowest inertia wins.
@@ -178,7 +181,7 @@ def _threaded(plan: _Plan, work: int, *arrays) -> bool:
     return (
         plan.streams > 1
         and not plan.seed_compat
-        and not any(isinstance(a, sparse.Ell) for a in arrays)  # sparse: the compiled loop
+        and not any(isinstance(a, sparse.Ell) for a in arrays)  # measured no faster: compiled
         and work >= _THREAD_MIN_WORK
         and backend.on_cpu()
         and not any(isinstance(a, jax.core.Tracer) for a in arrays)

@@ -88,14 +88,16 @@ def _blobs(n=300, d=6, k=4, seed=0):
     return x.astype(np.float32)
 
 
-def test_weighted_fit_equals_the_fit_on_repeated_rows():
+@pytest.mark.parametrize("container", [np.asarray, sp.csr_matrix])
+def test_weighted_fit_equals_the_fit_on_repeated_rows(container):
     """From a fixed init array a weight of k is k copies of the row: same labels, same
     centres (the k-means++ draws are what scikit-learn's check trips on)."""
     x = _blobs()
     reps = np.random.default_rng(1).integers(1, 4, len(x))  # weights 1..3
     init = x[:4]
-    a = KMeans(4, init=init, max_iter=100).fit(x, sample_weight=reps.astype(np.float64))
-    b = KMeans(4, init=init, max_iter=100).fit(np.repeat(x, reps, axis=0))
+    w = reps.astype(np.float64)
+    a = KMeans(4, init=init, max_iter=100).fit(container(x), sample_weight=w)
+    b = KMeans(4, init=init, max_iter=100).fit(container(np.repeat(x, reps, axis=0)))
     np.testing.assert_array_equal(np.repeat(a.labels_, reps), b.labels_)
     np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, rtol=1e-6, atol=1e-6)
     assert a.inertia_ == pytest.approx(b.inertia_, rel=1e-5)
