@@ -55,6 +55,11 @@ def make_mesh(devices: int | str | None) -> Mesh | None:
     return Mesh(np.asarray(available[:n]), (DATA,), axis_types=(AxisType.Auto,))
 
 
+def one_device_mesh() -> Mesh:
+    """A "data" mesh of this process's first device (shard_map code on one device)."""
+    return Mesh(np.asarray(jax.local_devices()[:1]), (DATA,), axis_types=(AxisType.Auto,))
+
+
 def set_default_devices(devices: int | str) -> None:
     """The devices `training.fit` uses when it is given no mesh (the CLI's `--devices`)."""
     global _default_devices

@@ -45,9 +45,10 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse
 from sklearn.exceptions import ConvergenceWarning
 
-from jaxunsup import backend
+from jaxunsup import backend, distributed, kmeans_sharded
 from jaxunsup import kmeans_sparse as sparse
 from jaxunsup.kmeans_base import KMeansEstimator
 from jaxunsup.kmeans_checks import (
@@ -110,7 +111,7 @@ _THREAD_MIN_WORK = 2**24  # N·K·D multiply-adds per sweep from which threads p
 def kmeans(key, x, n_clusters: int, *, init="k-means++", n_init: int = 1, max_iter: int = 300,
            tol: float = 1e-4, sample_weight=None, empty: str = "relocate",
            seed_compat: bool = False, chunk_size: int | None = None,
-           streams: int | None = None) -> KMeansResult:  # fmt: skip
+           streams: int | None = None, mesh=None) -> KMeansResult:  # fmt: skip
     """k-means, jit-compiled: the functional core of `KMeans` (same arguments and semantics).
 
     Args:
@@ -128,11 +129,20 @@ def kmeans(key, x, n_clusters: int, *, init="k-means++", n_init: int = 1, max_it
         streams: parts of X swept in parallel (one per core); default 2 on CPU, else 1. On
             CPU an eager call with N·K·D >= 2**24 sweeps each part in its own thread (XLA:CPU
             runs a compiled loop on one core); smaller or traced calls run one compiled loop.
+        mesh: fit over a device mesh (`distributed.make_mesh`; `kmeans_sharded`): rows split
+            over its "data" axis, Lloyd's sweep under `shard_map`. A row-sharded jax.Array x
+            brings its own mesh. init="k-means||" (the scalable k-means++) runs this way too,
+            on one device when there is no mesh.
 
     Returns:
         KMeansResult(centers [K, D], labels [N], inertia [], n_iter []).
     """
     # fmt: off
+    mesh = kmeans_sharded.mesh_of(x, mesh)
+    if mesh is not None or (isinstance(init, str) and init == "k-means||"):
+        return _fit_sharded(key, x, n_clusters, mesh, init=init, n_init=n_init,
+                            max_iter=max_iter, tol=tol, sample_weight=sample_weight,
+                            empty=empty, seed_compat=seed_compat)
     return _fit_data(_as_key(key), _as_data(x, device_check=False), n_clusters, init=init,
                      n_init=n_init, max_iter=max_iter, tol=tol, sample_weight=sample_weight,
                      empty=empty, seed_compat=seed_compat, chunk_size=chunk_size,
@@ -175,6 +185,53 @@ def _fit_data(key, x, n_clusters, *, init, n_init, max_iter, tol, sample_weight,
     return res
 
 
+def _fit_sharded(key, x, n_clusters, mesh, *, init, n_init, max_iter, tol, sample_weight,
+                 empty, seed_compat) -> KMeansResult:  # fmt: skip
+    """`kmeans` over `mesh` (one device for k-means|| without one): dense X, the same checks;
+    `n_init` restarts run one after another, the lowest inertia wins."""
+    if seed_compat or scipy.sparse.issparse(x) or isinstance(x, sparse.Ell):
+        raise ValueError("a mesh (or init='k-means||') fits dense X without seed_compat; "
+                         "pass X.toarray() or drop the mesh")  # fmt: skip
+    x = np.asarray(x) if not isinstance(x, jax.Array) else x
+    if x.ndim != 2 or not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"X must be a float [N, D] array, got shape {x.shape}, dtype {x.dtype}.")
+    n, d = x.shape
+    k = _check_int("n_clusters", n_clusters)
+    if k > n:
+        raise ValueError(f"n_clusters={k} must be <= n_samples={n}; lower n_clusters.")
+    parallel = isinstance(init, str) and init == "k-means||"
+    name, arr = ("k-means||", None) if parallel else _check_init(init, k, d)
+    if name == "uniform":
+        raise ValueError("init='uniform' is the post's replay; use k-means++ on a mesh.")
+    w = np.asarray(_check_weight(sample_weight, n, np.dtype(x.dtype)))
+    if empty not in EMPTY_POLICIES:
+        raise ValueError(f"empty must be one of {EMPTY_POLICIES}, got {empty!r}.")
+    if not np.all(np.isfinite(distributed.to_host(x))):
+        raise ValueError("X contains NaN or infinity; drop or impute those values first.")
+    mesh = mesh if mesh is not None else distributed.one_device_mesh()
+    keys = jax.random.split(_key(key), _check_int("n_init", n_init))
+    runs = [
+        kmeans_sharded.fit(
+            k_i,
+            x,
+            k,
+            mesh=mesh,
+            init=name if arr is None else arr,
+            max_iter=_check_int("max_iter", max_iter),
+            tol=float(tol),
+            sample_weight=w,
+            empty=empty,
+        )  # fmt: skip
+        for k_i in keys
+    ]
+    return min(runs, key=lambda r: float(r.inertia))
+
+
+def _key(key):
+    key = _as_key(key)
+    return key if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else jax.random.key(key)
+
+
 def _threaded(plan: _Plan, work: int, *arrays) -> bool:
     """Whether `kmeans` runs `_lloyd_threads`: several streams, the CPU backend, enough work
     per sweep, and concrete inputs (under a caller's jit the compiled loop runs)."""
@@ -201,11 +258,11 @@ class KMeans(KMeansEstimator):
 
     def __init__(
         self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300, tol=1e-4,
-        random_state=None, empty="relocate", seed_compat=False, chunk_size=None,
+        random_state=None, empty="relocate", seed_compat=False, chunk_size=None, mesh=None,
     ):  # fmt: skip
         self.n_clusters, self.init, self.n_init, self.max_iter = n_clusters, init, n_init, max_iter
         self.tol, self.random_state, self.empty = tol, random_state, empty
-        self.seed_compat, self.chunk_size = seed_compat, chunk_size
+        self.seed_compat, self.chunk_size, self.mesh = seed_compat, chunk_size, mesh
 
     def fit(self, X, y=None, sample_weight=None):
         """Fits the centres to X ([N, D]); returns self."""
@@ -221,14 +278,23 @@ class KMeans(KMeansEstimator):
         if self.seed_compat or not isinstance(init, str):
             n_init = 1
         empty = "nan" if self.seed_compat else self.empty
+        mesh = kmeans_sharded.mesh_of(X, self.mesh)
         x = self._validate(X, reset=True, device_check=False)
         # fmt: off
-        res = _fit_data(_as_key(self.random_state), x, self.n_clusters, init=init,
-                        n_init=n_init, max_iter=self.max_iter, tol=self.tol,
-                        sample_weight=sample_weight, empty=empty, seed_compat=self.seed_compat,
-                        chunk_size=self.chunk_size, streams=None)
+        if mesh is not None or (isinstance(init, str) and init == "k-means||"):
+            res = _fit_sharded(self.random_state, X if mesh is not None else x,
+                               self.n_clusters, mesh, init=init, n_init=n_init,
+                               max_iter=self.max_iter, tol=self.tol,
+                               sample_weight=sample_weight, empty=empty,
+                               seed_compat=self.seed_compat)
+        else:
+            res = _fit_data(_as_key(self.random_state), x, self.n_clusters, init=init,
+                            n_init=n_init, max_iter=self.max_iter, tol=self.tol,
+                            sample_weight=sample_weight, empty=empty,
+                            seed_compat=self.seed_compat, chunk_size=self.chunk_size,
+                            streams=None)
         # fmt: on
-        centers, labels, inertia, n_iter = jax.device_get(tuple(res))  # copies overlap
+        centers, labels, inertia, n_iter = distributed.to_host(tuple(res))  # copies overlap
         self.cluster_centers_, self.labels_ = np.asarray(centers), np.asarray(labels)
         self.inertia_, self.n_iter_ = float(inertia), int(n_iter)
         distinct = np.count_nonzero(np.bincount(self.labels_, minlength=self.n_clusters))

@@ -157,6 +157,17 @@ def check_kmeans() -> dict:
             "centers_diff": float(np.abs(np.asarray(one.centers) - np.asarray(many.centers)).max()),
             "n_iter": [int(one.n_iter), int(many.n_iter)],
         }
+    one = kmeans.kmeans(0, x[:1000], 5, init=init)
+    sharded_x = jax.device_put(jnp.asarray(x[:1000]), distributed.rows(mesh))  # brings its mesh
+    through_api = kmeans.kmeans(0, sharded_x, 5, init=init)
+    facade = kmeans.KMeans(5, init=init, mesh=mesh).fit(x[:1000])
+    out["api"] = {
+        "labels_equal": bool(
+            np.array_equal(np.asarray(one.labels), np.asarray(through_api.labels))
+        ),
+        "facade_equal": bool(np.array_equal(np.asarray(one.labels), facade.labels_)),
+        "inertia": [float(one.inertia), float(through_api.inertia), float(facade.inertia_)],
+    }
     xs, ws, valid = kmeans_sharded.place(x, np.ones(len(x), np.float32), mesh)
     c0 = jax.device_put(jnp.asarray(init), distributed.replicated(mesh))
     text = (

@@ -162,3 +162,23 @@ def test_kmeans_parallel_init_is_as_good_as_kmeans_plusplus(sharded_kmeans):
     blobs = sharded_kmeans["blobs"]
     assert blobs["k-means||"] <= 1.05 * blobs["k-means++"]
     np.testing.assert_allclose(blobs["sharded k-means++"], blobs["k-means++"], rtol=0.05)
+
+
+def test_kmeans_and_the_estimator_take_a_sharded_array_or_a_mesh(sharded_kmeans):
+    api = sharded_kmeans["api"]
+    assert api["labels_equal"] and api["facade_equal"]
+    np.testing.assert_allclose(api["inertia"][1:], [api["inertia"][0]] * 2, rtol=1e-5)
+
+
+def test_kmeans_parallel_init_on_one_device():
+    from sklearn.datasets import make_blobs
+
+    from jaxunsup.kmeans import KMeans, kmeans
+
+    x, _ = make_blobs(3000, n_features=5, centers=8, random_state=2)
+    x = x.astype(np.float32)
+    plus = min(float(kmeans(s, x, 8).inertia) for s in range(3))
+    fitted = KMeans(8, init="k-means||", random_state=0).fit(x)
+    assert fitted.cluster_centers_.shape == (8, 5) and fitted.inertia_ <= 1.05 * plus
+    with pytest.raises(ValueError, match="dense X without seed_compat"):
+        kmeans(0, x, 8, init="k-means||", seed_compat=True)
