@@ -89,7 +89,8 @@ def _context() -> dict:
     }
 
 
-ONE_RUN = {"kmeans", "kmeans-sklearn", "style-transfer", "startup"}  # these time best-of-several runs inside
+# these time best-of-several runs inside
+ONE_RUN = {"kmeans", "kmeans-sklearn", "style-transfer", "startup"}
 
 
 def _rate(r: dict) -> float | None:
