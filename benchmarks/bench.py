@@ -30,6 +30,7 @@ from bench_deep_kmeans import bench_deep_kmeans  # noqa: E402
 from bench_gans import bench_dcgan, bench_gan_mlp, bench_gan_simple  # noqa: E402
 from bench_kmeans import bench_kmeans  # noqa: E402
 from bench_kmeans_sklearn import bench_kmeans_sklearn  # noqa: E402
+from bench_scaling import bench_scaling  # noqa: E402
 from bench_startup import bench_startup  # noqa: E402
 from bench_style import bench_style  # noqa: E402
 from bench_vae import bench_vae  # noqa: E402
@@ -49,6 +50,7 @@ BENCHES = {
     "deep-kmeans": bench_deep_kmeans,
     "vae": bench_vae,
     "startup": bench_startup,
+    "scaling": bench_scaling,
 }
 
 
@@ -90,7 +92,7 @@ def _context() -> dict:
 
 
 # these time best-of-several runs inside
-ONE_RUN = {"kmeans", "kmeans-sklearn", "style-transfer", "startup"}
+ONE_RUN = {"kmeans", "kmeans-sklearn", "style-transfer", "startup", "scaling"}
 
 
 def _rate(r: dict) -> float | None:
