@@ -29,11 +29,10 @@ import os
 from pathlib import Path
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import optax
 
-from jaxunsup import gan, layers
+from jaxunsup import gan, layers, seeds
 from jaxunsup.files import prepare_workdir, write_json
 from jaxunsup.gan import generate, interpolate, sample, seed_arithmetic  # noqa: F401  (the API)
 
@@ -109,10 +108,11 @@ def run(cfg: DCGANConfig, workdir: str | os.PathLike, data=None) -> dict:
     gan.check_config(cfg)
     train, test = gan.checked_data(*(data if data is not None else gan.load_data(cfg)), cfg.n_train)
     workdir = Path(prepare_workdir(workdir, cfg))
-    key_init, key_fit = jax.random.split(jax.random.key(cfg.seed))
+    key_init, key_fit = seeds.split(seeds.keys(cfg.seed, cfg.n_seeds))
     spec = gan.StepSpec(latent_dim=cfg.latent_dim)
     results = gan.train_gan(
-        "dcgan", cfg, workdir, create_state(key_init, cfg), gan.step_for(spec), spec,
+        "dcgan", cfg, workdir, seeds.create(lambda key: create_state(key, cfg), key_init),
+        gan.step_for(spec), spec,
         train, test, key=key_fit, value_range=(-1.0, 1.0), loss_lines=gan.bce_lines(),
     )  # fmt: skip
     write_json(workdir / "results.json", results)

@@ -31,6 +31,9 @@ Deviations:
   predicted labels and the mean pairwise sample distance, per epoch (on `epoch_eval_samples`)
   and at the end (on `eval_samples`), with the same numbers for real images as a reference.
 
+`--n-seeds S` trains seeds `seed..seed+S-1` as one vmapped program (`train_gan` with a stacked
+`GANState`): each seed's curves and scores, the table's scores as mean/std, seed 0's figures.
+
 Run: `jaxunsup run gan-mlp --workdir runs/gan-mlp` (`--preset quick` for a one-minute run).
 """
 
@@ -50,7 +53,7 @@ import numpy as np
 import optax
 
 from jaxunsup import data as data_lib
-from jaxunsup import fid, layers, training
+from jaxunsup import fid, layers, seeds, training
 from jaxunsup.files import prepare_workdir, write_json
 
 LN2 = math.log(2.0)
@@ -66,6 +69,7 @@ class GANConfig:
     batch_size: int = 100
     epochs: int = 151
     seed: int = 0
+    n_seeds: int = 1
     dataset: Literal["auto", "fashion_mnist", "mnist"] = "auto"  # auto: FashionMNIST if local
     source: str = "auto"
     data_dir: str | None = None
@@ -337,7 +341,8 @@ def check_config(cfg) -> None:
     """ValueErrors for the fields GAN configs share (those `cfg` has)."""
     if hasattr(cfg, "lr"):
         training.check_positive("lr", cfg.lr)
-    for name in ("batch_size", "epochs", "checkpoint_every", "classifier_epochs", "latent_dim"):
+    for name in ("batch_size", "epochs", "checkpoint_every", "classifier_epochs", "latent_dim",
+                 "n_seeds"):  # fmt: skip
         if hasattr(cfg, name):
             training.check_positive(name, getattr(cfg, name), integer=True)
     dropout = getattr(cfg, "dropout", 0.0)
@@ -389,7 +394,10 @@ def train_gan(
     Args:
       cfg: a config with epochs, batch_size, checkpoint_every, seed, eval_samples,
         epoch_eval_samples, classifier_epochs and classifier_dir.
-      state, step, spec: the initial `GANState`, its module-level step and the `StepSpec`.
+      state, step, spec: the initial `GANState`, its module-level step and the `StepSpec`;
+        a stacked state (`seeds.create` over `seeds.keys`, with `key` the stacked fit keys)
+        trains every seed at once: scores per seed and their mean (every seed scored with
+        the feature classifier of `cfg.seed`, one yardstick), seed 0's figures.
       train, test: images in [0, 1]; the model sees them mapped onto `value_range`.
       value_range: the generator's output range ((-1, 1) for Tanh, (0, 1) for Sigmoid).
       loss_lines: equilibrium reference lines for the loss plot (label → loss).
@@ -397,33 +405,41 @@ def train_gan(
     from jaxunsup import plots
 
     lo, hi = value_range
-    k_fixed, k_pairs, k_eval, k_fit = jax.random.split(key, 4)
+    k_fixed, k_pairs, k_eval, k_fit = seeds.split(key, 4)
+    first = _first if seeds.count(state) is not None else (lambda tree: tree)  # the figures'
     clf = fid.load_or_train_classifier(
         cfg.classifier_dir or workdir, train, test, seed=cfg.seed, epochs=cfg.classifier_epochs
     )
     reference = fid.gaussian_stats(fid.predict(clf.params, test.images)[1])
-    fixed_z = noise(k_fixed, 64, spec)
+    fixed_z = noise(first(k_fixed), 64, spec)
     steps_per_epoch = len(train.images) // cfg.batch_size
     samples_dir = workdir / "samples"
 
+    def score(state, key, n: int):  # one model's scores of n samples
+        scores = fid.score(clf, (sample(state.g, key, n, spec) - lo) / (hi - lo), reference)
+        return {k: v for k, v in scores.items() if k != "n"}
+
     def eval_fn(state):
-        epoch = int(state.step) // steps_per_epoch
-        grid = generate(state.g, fixed_z)
+        epoch = int(first(state).step) // steps_per_epoch
+        grid = generate(first(state).g, fixed_z)
         plots.save_grid(samples_dir / f"epoch_{epoch:03d}.png", grid, value_range=value_range)
         if not cfg.epoch_eval_samples:
             return {}
-        images = sample(state.g, jax.random.fold_in(k_eval, epoch), cfg.epoch_eval_samples, spec)
-        scores = fid.score(clf, (images - lo) / (hi - lo), reference)
-        return {k: v for k, v in scores.items() if k != "n"}
+        return seeds.evaluate(
+            lambda st, k: score(st, jax.random.fold_in(k, epoch), cfg.epoch_eval_samples),
+            state, k_eval,
+        )  # fmt: skip
 
     state, history = training.fit(
-        state, step, train.images * (hi - lo) + lo, key=k_fit, epochs=cfg.epochs,
+        state, seeds.step_for(step, state), train.images * (hi - lo) + lo, key=k_fit,
+        epochs=cfg.epochs,
         batch_size=cfg.batch_size, workdir=workdir, checkpoint_every=cfg.checkpoint_every,
         eval_fn=eval_fn,
     )  # fmt: skip
     curves = {k: [r[k] for r in history] for k in ("d_loss", "g_loss", "d_real", "d_fake")}
     loss_curves = {"generator": curves["g_loss"], "discriminator": curves["d_loss"]}
-    z_a, z_b = np.split(np.asarray(noise(k_pairs, 16, spec)), 2)  # [8, latent] each
+    z_a, z_b = np.split(np.asarray(noise(first(k_pairs), 16, spec)), 2)  # [8, latent] each
+    stacked, state = state, first(state)
     arithmetic = seed_arithmetic(state.g, z_a, z_b)
     plots.save_grid(workdir / "samples.png", generate(state.g, fixed_z), value_range=value_range)
     figures = [
@@ -442,10 +458,12 @@ def train_gan(
             value_range=value_range,
         ).name,
     ]  # fmt: skip
-    images = sample(state.g, jax.random.fold_in(k_eval, 0), cfg.eval_samples, spec)
-    final = fid.score(clf, (images - lo) / (hi - lo), reference)
+    final = seeds.evaluate(
+        lambda st, k: score(st, jax.random.fold_in(k, 0), cfg.eval_samples), stacked, k_eval
+    )
     real = fid.score(clf, train.images[: cfg.eval_samples], reference)
-    return {
+    final["n"] = cfg.eval_samples
+    results = {
         "experiment": name,
         "data": train.source,
         "n_train": len(train.images),
@@ -459,6 +477,27 @@ def train_gan(
         "figures": figures,
         "table": score_table(curves, final, real, clf.accuracy),
     }
+    if seeds.count(stacked) is not None:
+        _add_seed_results(results, history, cfg.seed)
+    return results
+
+
+def _first(tree):
+    return seeds.unstack(tree, 0)
+
+
+def _add_seed_results(results: dict, history: list[dict], seed: int) -> None:
+    """Per-seed curves and scores; the table's scores as mean/std over the seeds."""
+    final = results["scores"]
+    n = len(history[-1]["g_loss_per_seed"])
+    results["seeds"] = [seed + i for i in range(n)]
+    for name in ("d_loss", "g_loss"):
+        results[f"{name}_per_seed"] = [r[f"{name}_per_seed"] for r in history]  # [epoch][seed]
+    rows = results["table"]
+    for row, name in zip(rows[1:4], ("fid", "label_entropy", "mean_pairwise_distance"),
+                         strict=True):  # fmt: skip
+        row["metric"] += f", mean/std over {n} seeds"
+        row["ours"] = seeds.mean_std(final[f"{name}_per_seed"], 3)
 
 
 def score_table(curves: dict, final: dict, real: dict, accuracy: float) -> list[dict]:
@@ -484,10 +523,11 @@ def run(cfg: GANConfig, workdir: str | os.PathLike, data=None) -> dict:
     check_config(cfg)
     train, test = checked_data(*(data if data is not None else load_data(cfg)), cfg.n_train)
     workdir = prepare_workdir(workdir, cfg)
-    key_init, key_fit = jax.random.split(jax.random.key(cfg.seed))
+    key_init, key_fit = seeds.split(seeds.keys(cfg.seed, cfg.n_seeds))
     spec = StepSpec(latent_dim=cfg.latent_dim)
+    state = seeds.create(lambda key: create_state(key, cfg), key_init)
     results = train_gan(
-        "gan-mlp", cfg, Path(workdir), create_state(key_init, cfg), step_for(spec), spec,
+        "gan-mlp", cfg, Path(workdir), state, step_for(spec), spec,
         train, test, key=key_fit, value_range=(-1.0, 1.0), loss_lines=bce_lines(),
     )  # fmt: skip
     write_json(Path(workdir) / "results.json", results)

@@ -90,13 +90,14 @@ def step_for(step: Callable, state: Any) -> Callable:
     return step if count(state) is None else vmapped(step)
 
 
-def evaluate(eval_fn: Callable[[Any], dict], state: Any) -> dict:
-    """`eval_fn(state)` for one model; for a stacked state each metric's mean over the seeds
-    and `<name>_per_seed` (a list)."""
+def evaluate(eval_fn: Callable[..., dict], state: Any, *per_seed: Any) -> dict:
+    """`eval_fn(state, *per_seed)` for one model; for a stacked state each metric's mean
+    over the seeds and `<name>_per_seed` (a list), seed i evaluated with its own slice of
+    every `per_seed` argument (e.g. its evaluation key)."""
     n = count(state)
     if n is None:
-        return eval_fn(state)
-    rows = [eval_fn(unstack(state, i)) for i in range(n)]
+        return eval_fn(state, *per_seed)
+    rows = [eval_fn(unstack(state, i), *(unstack(a, i) for a in per_seed)) for i in range(n)]
     out = {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
     return {**out, **{f"{name}_per_seed": [float(r[name]) for r in rows] for name in rows[0]}}
 

@@ -32,7 +32,9 @@ Deviations:
   `iwae_nll`, `encode`, `decode`) runs its rows in parts of 20 the same way (`in_parts`):
   `iwae_nll` with k=100 on 1,000 images took 12-14 s instead of 34 s on a 2-core CPU.
 
-Run: `jaxunsup run vae-z2 --workdir runs/vae-z2` (`vae-z4` for latent 4; `--preset quick`).
+Run: `jaxunsup run vae-z2 --workdir runs/vae-z2` (`vae-z4` for latent 4; `--preset quick`;
+`--n-seeds S`: seeds `seed..seed+S-1` as one vmapped program, mean/std in the table, the
+figures of the first seed).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxunsup import backend, layers, training
+from jaxunsup import backend, layers, seeds, training
 from jaxunsup.files import prepare_workdir, write_json
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -73,6 +75,7 @@ class Config:
     conv_impl: layers.ConvImpl = "auto"  # "xla" | "matmul"; auto: matmul on CPU only
     micro_batch: int | None = None  # rows per gradient micro-batch; None: `train_step`'s default
     seed: int = 0
+    n_seeds: int = 1
     source: str = "auto"
     data_dir: str | None = None
     checkpoint_every: int = 10
@@ -399,7 +402,7 @@ def _validate(cfg: Config) -> None:
     training.check_positive("lr", cfg.lr)
     architecture(28, cfg.channels, 1, 1)  # channels: >= 2 positive sizes (any size passes)
     for name in ("latent_dim", "kernel_size", "stride", "batch_size", "epochs", "iwae_samples",
-                 "tsne_points", "checkpoint_every"):  # fmt: skip
+                 "tsne_points", "checkpoint_every", "n_seeds"):  # fmt: skip
         training.check_positive(name, getattr(cfg, name), integer=True)
     for name in ("iwae_images", "micro_batch"):  # None: all test images / the default
         if getattr(cfg, name) is not None:
@@ -476,23 +479,32 @@ def run(cfg: Config, workdir: str | os.PathLike, data=None) -> dict:
             f"test images {test.images.shape[1:]} differ from train {images.shape[1:]}"
         )
     workdir = prepare_workdir(workdir, cfg)
-    key_init, key_fit, key_eval, key_iwae, key_sample = jax.random.split(
-        jax.random.key(cfg.seed), 5
-    )
-    state = create_state(key_init, cfg, jnp.asarray(images[:1]))
+    key_init, key_fit, key_eval, key_iwae, key_sample = seeds.split(
+        seeds.keys(cfg.seed, cfg.n_seeds), 5
+    )  # per seed when n_seeds > 1: seed i's are those of the run with seed + i
+    example = jnp.asarray(images[:1])
+    state = seeds.create(lambda key: create_state(key, cfg, example), key_init)
 
-    def eval_fn(state):  # fixed noise: the curve moves with the model only
-        return {"test_loss": -float(np.mean(elbo(state, test.images, key_eval)))}
+    def scored(state, key):  # fixed noise: the curve moves with the model only
+        return {"test_loss": -float(np.mean(elbo(state, test.images, key)))}
 
+    step = functools.partial(train_step, micro_batch=cfg.micro_batch)
     state, history = training.fit(
-        state, functools.partial(train_step, micro_batch=cfg.micro_batch), images, key=key_fit,
-        epochs=cfg.epochs, batch_size=cfg.batch_size,
-        workdir=workdir, checkpoint_every=cfg.checkpoint_every, eval_fn=eval_fn,
+        state, seeds.step_for(step, state), images, key=key_fit, epochs=cfg.epochs,
+        batch_size=cfg.batch_size, workdir=workdir, checkpoint_every=cfg.checkpoint_every,
+        eval_fn=lambda state: seeds.evaluate(scored, state, key_eval),
     )  # fmt: skip
     n_iwae = min(cfg.iwae_images or len(test.images), len(test.images))
-    nll = float(np.mean(iwae_nll(state, test.images[:n_iwae], key_iwae, cfg.iwae_samples)))
-    # image i's noise depends on i only, so this is the −ELBO of the IWAE images
-    subset_loss = -float(np.mean(elbo(state, test.images, key_eval)[:n_iwae]))
+
+    def final(state, k_iwae, k_eval):
+        nll = float(np.mean(iwae_nll(state, test.images[:n_iwae], k_iwae, cfg.iwae_samples)))
+        # image i's noise depends on i only, so this is the −ELBO of the IWAE images
+        return {"nll": nll, "subset": -float(np.mean(elbo(state, test.images, k_eval)[:n_iwae]))}
+
+    scores = seeds.evaluate(final, state, key_iwae, key_eval)
+    nll, subset_loss = scores["nll"], scores["subset"]
+    if cfg.n_seeds > 1:  # figures of the first seed
+        state, key_sample = seeds.unstack(state, 0), key_sample[0]
     figures = _figures(workdir, cfg, state, history, test, key_sample)
     test_loss = history[-1]["test_loss"]
     where = f"{train.source}; {cfg.epochs} epochs"
@@ -517,5 +529,23 @@ def run(cfg: Config, workdir: str | os.PathLike, data=None) -> dict:
                        f"(−ELBO on them {subset_loss:.2f})", "ours": round(nll, 2), "seed": None},
         ],
     }  # fmt: skip
+    if cfg.n_seeds > 1:
+        _add_seed_results(results, history, scores, cfg)
     write_json(workdir / "results.json", results)
     return results
+
+
+def _add_seed_results(results: dict, history: list[dict], scores: dict, cfg: Config) -> None:
+    """Per-seed numbers and the table's mean/std over the seeds."""
+    last = history[-1]["test_loss_per_seed"]
+    results.update(
+        seeds=[cfg.seed + i for i in range(cfg.n_seeds)],
+        train_loss_per_seed=[r["loss_per_seed"] for r in history],  # [epoch][seed]
+        test_loss_per_seed=last,
+        test_nll_iwae_per_seed=scores["nll_per_seed"],
+        test_loss_on_iwae_images_per_seed=scores["subset_per_seed"],
+    )
+    over = f", mean/std over {cfg.n_seeds} seeds"
+    for row, values in zip(results["table"], (last, scores["nll_per_seed"]), strict=True):
+        row["metric"] += over
+        row["ours"] = seeds.mean_std(values, 2)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxunsup import ae_conv, ae_denoising, autoencoder, cli, data, seeds, training
+from jaxunsup import ae_conv, ae_denoising, autoencoder, cli, data, seeds, training, vae
 
 STEPS, BATCH = 10, 32
 
@@ -121,6 +121,44 @@ def test_denoising_with_two_seeds_scores_each_seed_as_its_run(tmp_path, mnist):
     assert rows["test MSE, noisy inputs, mean/std over 2 seeds"] == pytest.approx(
         seeds.mean_std(stacked["test_mse_noisy_per_seed"])
     )
+
+
+def test_vae_with_two_seeds_reports_what_the_single_runs_report(tmp_path, mnist):
+    small = _small(mnist, 200, 40)
+    cfg = vae.Config(epochs=1, batch_size=20, iwae_images=10, iwae_samples=4, seed=1)
+    stacked = vae.run(dataclasses.replace(cfg, n_seeds=2), tmp_path / "s", data=small)
+    one = vae.run(dataclasses.replace(cfg, seed=2), tmp_path / "one", data=small)
+    for name in ("test_loss", "test_nll_iwae", "test_loss_on_iwae_images"):
+        assert stacked[f"{name}_per_seed"][1] == pytest.approx(one[name], rel=1e-5)
+    assert stacked["train_loss_per_seed"][0][1] == pytest.approx(one["train_loss"][0], rel=1e-5)
+    rows = [row["ours"] for row in stacked["table"]]
+    assert rows[0] == seeds.mean_std(stacked["test_loss_per_seed"], 2)
+
+
+def test_gan_with_two_seeds_reports_what_the_single_run_reports(tmp_path, capsys):
+    def args(workdir, *more):
+        return ["run", "gan-mlp", "--workdir", str(tmp_path / workdir), "--n-train", "200",
+                "--epochs", "1", "--batch-size", "50", "--eval-samples", "100",
+                "--epoch-eval-samples", "50", "--classifier-epochs", "1", "--source", "embedded",
+                "--classifier-dir", str(tmp_path / "clf"), *more]  # fmt: skip
+
+    assert cli.main(args("s", "--seed", "1", "--n-seeds", "2")) == 0
+    stacked = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert stacked["seeds"] == [1, 2]
+    for i in (0, 1):
+        assert cli.main(args(str(i), "--seed", str(1 + i))) == 0
+        one = json.loads((tmp_path / str(i) / "results.json").read_text())
+        for name in ("d_loss", "g_loss"):
+            assert stacked[f"{name}_per_seed"][0][i] == pytest.approx(one[name][0], abs=1e-5)
+    # every seed is scored with seed 1's feature classifier (one yardstick), as run 0 is
+    one = json.loads((tmp_path / "0" / "results.json").read_text())
+    for name in ("fid", "label_entropy", "mean_pairwise_distance"):
+        assert stacked["scores"][f"{name}_per_seed"][0] == pytest.approx(
+            one["scores"][name], rel=1e-4, abs=1e-6
+        )
+    row = stacked["table"][1]
+    assert row["metric"].endswith("mean/std over 2 seeds")
+    assert row["ours"] == seeds.mean_std(stacked["scores"]["fid_per_seed"], 3)
 
 
 def test_cli_n_seeds_trains_stacked_ae_like_single_runs(tmp_path, capsys):
