@@ -193,10 +193,11 @@ def test_summary_is_mean_and_std_over_seeds():
 
 
 SCRIPT = """
-import json, jax, numpy as np
+import json, sys
+import jax
 from jaxunsup import data, distributed
-sys_path = __import__("sys").path.insert(0, "tests")
-import test_seeds as t
+sys.path.insert(0, "tests")
+import test_seeds as t  # this file: its _fit and _max_diff
 images = data.load_mnist("train", source="embedded").images[: t.STEPS * t.BATCH]
 one = t._fit(0, 3, images, epochs=1)
 mesh = t._fit(0, 3, images, epochs=1, mesh=distributed.make_mesh(8))
