@@ -206,7 +206,7 @@ def _fit_sharded(key, x, n_clusters, mesh, *, init, n_init, max_iter, tol, sampl
     w = np.asarray(_check_weight(sample_weight, n, np.dtype(x.dtype)))
     if empty not in EMPTY_POLICIES:
         raise ValueError(f"empty must be one of {EMPTY_POLICIES}, got {empty!r}.")
-    if not np.all(np.isfinite(distributed.to_host(x))):
+    if not distributed.to_host(jnp.all(jnp.isfinite(x))):  # on the devices: no copy of X
         raise ValueError("X contains NaN or infinity; drop or impute those values first.")
     mesh = mesh if mesh is not None else distributed.one_device_mesh()
     keys = jax.random.split(_key(key), _check_int("n_init", n_init))

@@ -182,3 +182,6 @@ def test_kmeans_parallel_init_on_one_device():
     assert fitted.cluster_centers_.shape == (8, 5) and fitted.inertia_ <= 1.05 * plus
     with pytest.raises(ValueError, match="dense X without seed_compat"):
         kmeans(0, x, 8, init="k-means||", seed_compat=True)
+    x[3, 1] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        kmeans(0, x, 8, init="k-means||")
