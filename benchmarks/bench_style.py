@@ -99,7 +99,7 @@ def _per_evaluation(size: int, reps: int) -> list[dict]:
     targets = st.compute_targets(params, c, s, cfg)
     grad = jax.jit(jax.value_and_grad(st.loss_fn, has_aux=True), static_argnums=3)
     steps = max(reps, 20)
-    run = st._RUNNERS["torch-lbfgs"]
+    run = st.RUNNERS["torch-lbfgs"]
     n_evals = int(run(c, params, targets, False, st.Config(steps=steps))[1])  # compile
     times = {
         "jaxunsup value_and_grad (jit)": _best_of(lambda: grad(c, params, targets, cfg), reps),

@@ -1,7 +1,10 @@
-"""Command line: `jaxunsup list | run NAME --workdir DIR [--field value ...] | reproduce`.
+"""Command line: `jaxunsup list | run NAME --workdir DIR [--field value ...] | reproduce |
+style-transfer [--field value ...] --out PNG`.
 
-Flags for `run` come from each experiment's Config dataclass (`--batch-size 50`, tuples as
-`--hidden 128,32,10`, booleans as `--flag/--no-flag`, `none` for an optional value).
+Flags for `run` and `style-transfer` come from the experiment's Config dataclass
+(`--batch-size 50`, tuples as `--hidden 128,32,10`, booleans as `--flag/--no-flag`, `none` for
+an optional value; a field's metadata "help" heads its help line). Every command's user errors
+are reported here: one line, exit code 2.
 
 Commands that compile (`run`, `reproduce`, `style-transfer`) keep XLA's compiled programs in a
 persistent cache (`jaxunsup.cache`): `--cache-dir DIR` moves it, `--no-cache` (or
@@ -65,18 +68,21 @@ def _field_argument(hint) -> dict:
     raise TypeError(f"unsupported Config field type {hint!r}")
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, exp: Experiment) -> None:
-    hints = typing.get_type_hints(exp.config)
-    for field in dataclasses.fields(exp.config):
+def _add_config_flags(parser: argparse.ArgumentParser, config: type) -> None:
+    """A flag per field of the Config class `config` (its help: the field's metadata "help",
+    if any, and its default); unset flags stay out of the parsed namespace."""
+    hints = typing.get_type_hints(config)
+    for field in dataclasses.fields(config):
         kwargs = _field_argument(hints[field.name])
         flags = [f"--{field.name.replace('_', '-')}"]
         if "_" in field.name:
             flags.append(f"--{field.name}")
         default = field.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        text = field.metadata.get("help")
         parser.add_argument(
             *flags, dest=field.name, default=argparse.SUPPRESS,
-            help=f"(default: {shown})", **kwargs,
+            help=f"{text} (default: {shown})" if text else f"(default: {shown})", **kwargs,
         )  # fmt: skip
 
 
@@ -149,7 +155,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         _add_cache_flags(p)
         _add_scale_flags(p)
         if name in needs:
-            _add_config_flags(p, exp)
+            _add_config_flags(p, exp.config)
 
     rep = sub.add_parser("reproduce", help="run every experiment and write an HTML report")
     rep.add_argument("--workdir", required=True, type=Path)
@@ -166,11 +172,20 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "style-transfer", help="stylise your own image (post 000 §6; VGG19 weights optional)"
     )
     if "style-transfer" in needs:
-        from jaxunsup import style_transfer
-
-        style_transfer.add_cli_arguments(st)
-        _add_cache_flags(st)
+        _add_style_transfer_flags(st)
     return parser
+
+
+def _add_style_transfer_flags(parser: argparse.ArgumentParser) -> None:
+    """`style-transfer`: its experiment's Config fields, where to write, the cache."""
+    _add_config_flags(parser, EXPERIMENTS["style-transfer"].config)
+    parser.add_argument("--out", type=Path, default=Path("stylized.png"),
+                        help="where to write the result PNG (default: stylized.png)")  # fmt: skip
+    parser.add_argument(
+        "--save-vgg-npz", type=Path, default=None, metavar="PATH",
+        help="also write the converted VGG19 weights as .npz (usable without torch)",
+    )  # fmt: skip
+    _add_cache_flags(parser)
 
 
 def _enable_cache(args: argparse.Namespace) -> None:
@@ -201,6 +216,40 @@ def _keep_lost_interrupts() -> None:
     sys.unraisablehook = hook
 
 
+def _config(args: argparse.Namespace, exp: Experiment, preset: str = "default"):
+    """`exp`'s Config for `preset`, with the fields the command line set."""
+    names = {f.name for f in dataclasses.fields(exp.config)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    return exp.make_config(preset, **overrides)
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`run`, `reproduce` or `style-transfer`; user errors raise (main reports them)."""
+    if args.command == "style-transfer":
+        from jaxunsup import style_transfer
+
+        cfg = _config(args, EXPERIMENTS["style-transfer"])
+        style_transfer.stylize_to_file(cfg, args.out, args.save_vgg_npz)
+        return 0
+    check_workdir(args.workdir, "--workdir")
+    if args.command == "run":
+        _start_processes(args)
+        exp = EXPERIMENTS[args.experiment]
+        results = exp.run(_config(args, exp, args.preset), args.workdir)
+        print(f"results: {args.workdir / 'results.json'}")
+        for row in results.get("table", []):
+            print(f"  {row['metric']}: ours {row['ours']}  seed {row.get('seed')}")
+        return 0
+    from jaxunsup import report
+
+    unknown = set(args.only or ()) - set(EXPERIMENTS)
+    if unknown:
+        parser.error(f"unknown experiment(s) {sorted(unknown)}; choose from {list(EXPERIMENTS)}")
+    summary = report.reproduce(args.workdir, mode=args.mode, only=args.only)
+    print(f"report: {summary['report']}")
+    return 0 if not summary["failed"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     _keep_lost_interrupts()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -212,33 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<{width}}  seed {exp.seed:<8}  {exp.summary}")
         return 0
     _enable_cache(args)
-    if args.command == "style-transfer":
-        from jaxunsup import style_transfer
-
-        return style_transfer.cli_command(args)
     try:
-        check_workdir(args.workdir, "--workdir")
-        if args.command == "run":
-            _start_processes(args)
-            exp = EXPERIMENTS[args.experiment]
-            names = {f.name for f in dataclasses.fields(exp.config)}
-            overrides = {k: v for k, v in vars(args).items() if k in names}
-            cfg = exp.make_config(args.preset, **overrides)
-            results = exp.run(cfg, args.workdir)
-            print(f"results: {args.workdir / 'results.json'}")
-            for row in results.get("table", []):
-                print(f"  {row['metric']}: ours {row['ours']}  seed {row.get('seed')}")
-            return 0
-        from jaxunsup import report
-
-        unknown = set(args.only or ()) - set(EXPERIMENTS)
-        if unknown:
-            parser.error(
-                f"unknown experiment(s) {sorted(unknown)}; choose from {list(EXPERIMENTS)}"
-            )
-        summary = report.reproduce(args.workdir, mode=args.mode, only=args.only)
-        print(f"report: {summary['report']}")
-        return 0 if not summary["failed"] else 1
+        return _run(args, parser)
     except (ValueError, OSError, ImportError) as err:  # FileNotFoundError is an OSError
         print(f"jaxunsup: error: {user_message(err)}", file=sys.stderr)
         return 2
@@ -247,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:  # Ctrl-C: the checkpoints written so far are complete
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # an echo of it must not kill the exit
-        print("jaxunsup: interrupted; run the same command again to resume", file=sys.stderr)
+        resume = "run the same command again to resume"
+        then = "no image written" if args.command == "style-transfer" else resume
+        print(f"jaxunsup: interrupted; {then}", file=sys.stderr)
         return 130
 
 

@@ -9,16 +9,6 @@ matrices G = F·Fᵀ / (a·b·c·d) of its activations and the style image's; th
 closure calls were made, each call clamping the image to [0, 1] in place first. Both images are
 256×256. The post prints at evaluation 300: style 0.000018, content 27.525640.
 
-Optimisers (`optimizer`):
-- "torch-lbfgs" (default): `jaxunsup.lbfgs`, torch's L-BFGS restated, the post's loop, clamp and
-  all, as one compiled call. The post's loop (`while iteration <= 300`) starts one more outer
-  step after the 300th evaluation, so it makes 320 evaluations; so does ours.
-- "optax-lbfgs": `optax.lbfgs` with its zoom line search and `history_size` memory, in one
-  `while_loop`; the clamp is applied after every step and, straight-through, before every
-  evaluation (value at the clamped point, gradient passed through unmasked), which is the
-  post's clamp-then-evaluate. Runs until `steps` evaluations are used.
-- "adam": Adam(`adam_lr`) with the same clamp, one evaluation per step, for comparison.
-
 Deviations:
 - The post's closure back-propagates the weighted loss but returns the unweighted
   style + content to L-BFGS (which only uses it for its `tolerance_change` test). By default
@@ -31,18 +21,20 @@ Deviations:
   not while it runs (same numbers). optax-lbfgs logs at the first iterate past each multiple of
   `log_every`, its line search counting evaluations in bursts.
 
+The loss and the optimiser loops (torch-lbfgs, optax-lbfgs, adam) are in
+`style_transfer_core.py`; this module holds the Config, the checks, `stylize`, `run` and the
+`style-transfer` command.
+
 Run: `jaxunsup run style-transfer --workdir runs/style --vgg-weights PATH`, or
-`jaxunsup style-transfer --content A --style B [--vgg-weights PATH] --out C.png`.
+`jaxunsup style-transfer --content A --style B [--vgg-weights PATH] --out C.png` (its flags
+are the Config's fields plus `--out` and `--save-vgg-npz`).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import functools
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -50,14 +42,18 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from jax import lax
 
-from jaxunsup import layers, lbfgs, vgg
-from jaxunsup.files import check_output_file, prepare_workdir, user_message, write_json
+from jaxunsup import layers, vgg
+from jaxunsup.files import check_output_file, prepare_workdir, write_json
+from jaxunsup.style_transfer_core import IMAGENET_MEAN as IMAGENET_MEAN
+from jaxunsup.style_transfer_core import IMAGENET_STD as IMAGENET_STD
+from jaxunsup.style_transfer_core import RUNNERS as RUNNERS
+from jaxunsup.style_transfer_core import Targets as Targets
+from jaxunsup.style_transfer_core import compute_targets as compute_targets
+from jaxunsup.style_transfer_core import gram_matrix as gram_matrix
+from jaxunsup.style_transfer_core import loss_fn as loss_fn
+from jaxunsup.style_transfer_core import normalize as normalize
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # The post's log, evaluation → (style, content), VGG19 ImageNet weights, its own 256×256 photos.
 SEED_LOG = {
     50: (0.000169, 50.467072),
@@ -72,14 +68,19 @@ OPTIMIZERS = ("torch-lbfgs", "optax-lbfgs", "adam")
 QUICK = {"size": 64, "random_vgg": vgg.find_weights() is None}
 
 
+def _help(default, text: str):
+    """A Config field with a default and the help line of its CLI flag."""
+    return dataclasses.field(default=default, metadata={"help": text})
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Post 000 §6; defaults are the post's settings."""
 
-    content: str = "china"  # a sample name ("china", "flower") or an image file
-    style: str = "flower"
-    size: int = 256
-    steps: int = 300  # closure evaluations (the post's num_steps)
+    content: str = _help("china", "content image file or sample name (china, flower)")
+    style: str = _help("flower", "style image file or sample name")
+    size: int = _help(256, "both images are resized to SIZE×SIZE")
+    steps: int = _help(300, "closure evaluations (the post's num_steps)")
     optimizer: Literal["torch-lbfgs", "optax-lbfgs", "adam"] = "torch-lbfgs"
     style_weight: float = 1e5
     content_weight: float = 1.0
@@ -91,14 +92,14 @@ class Config:
     history_size: int = 100  # torch's LBFGS history (also optax-lbfgs's memory)
     line_search: bool = False  # torch-lbfgs with line_search_fn="strong_wolfe"
     adam_lr: float = 0.02
-    seed_compat: bool = False
-    vgg_weights: str | None = None  # torchvision .pth or a converted .npz; None → look
-    random_vgg: bool = False
+    seed_compat: bool = _help(False, "the closure returns the unweighted loss, as the post's")
+    vgg_weights: str | None = _help(None, f"torchvision {vgg.TORCHVISION_FILE} or an .npz")
+    random_vgg: bool = _help(False, "random VGG19 weights (a texture-only result)")
     seed: int = 0
     log_every: int = 50
-    # XLA's convolutions everywhere: inside the L-BFGS loop on CPU the matmul form's im2col of
-    # VGG's 64-channel maps is slower than XLA's (benchmarks/README.md); "auto" is matmul on CPU
-    conv_impl: layers.ConvImpl = "xla"
+    # XLA's convolutions everywhere, on a CPU too: there the matmul form's im2col of VGG's
+    # 64-channel maps is the slower one inside the L-BFGS loop (benchmarks/README.md)
+    conv_impl: layers.ConvImpl = _help("xla", "XLA's, the matmul form, or auto (matmul on CPU)")
 
 
 class StylizeResult(NamedTuple):
@@ -107,157 +108,6 @@ class StylizeResult(NamedTuple):
     log: list  # every `log_every` evaluations: {"evaluation", "style", "content", "loss"}
 
 
-def normalize(images: jax.Array) -> jax.Array:
-    """The post's `Normalization`: (img − mean) / std per channel, NHWC."""
-    mean = jnp.asarray(IMAGENET_MEAN, images.dtype).reshape(1, 1, 1, 3)
-    std = jnp.asarray(IMAGENET_STD, images.dtype).reshape(1, 1, 1, 3)
-    return (images - mean) / std
-
-
-def gram_matrix(feats: jax.Array) -> jax.Array:
-    """The post's gram: F·Fᵀ / (a·b·c·d) with F the [a·b, c·d] view of NCHW features."""
-    a, h, w, c = feats.shape
-    f = jnp.transpose(feats, (0, 3, 1, 2)).reshape(a * c, h * w)  # [B·C, H·W]
-    return (f @ f.T) / (a * c * h * w)  # [B·C, B·C]
-
-
-class Targets(NamedTuple):
-    content: dict  # layer → the content image's activations
-    style: dict  # layer → the style image's gram matrix
-
-
-def compute_targets(vgg_params, content: jax.Array, style: jax.Array, cfg: Config) -> Targets:
-    """Targets from NHWC `content` and `style` [1, H, W, 3] (the post's `target.detach()`)."""
-    fc = vgg.features(vgg_params, normalize(content), cfg.content_layers, cfg.conv_impl)
-    fs = vgg.features(vgg_params, normalize(style), cfg.style_layers, cfg.conv_impl)
-    return Targets(fc, {k: gram_matrix(v) for k, v in fs.items()})
-
-
-def _weighted_sum(layers: tuple[str, ...], weights: tuple[float, ...], term) -> jax.Array:
-    weights = weights if weights else (1.0,) * len(layers)
-    return sum((w * term(n) for n, w in zip(layers, weights, strict=True)), jnp.zeros(()))
-
-
-def loss_fn(image: jax.Array, vgg_params, targets: Targets, cfg: Config):
-    """style_weight · Σ MSE(gram) + content_weight · Σ MSE(features) for `image` [1, H, W, 3].
-
-    Returns `(loss, {"style": …, "content": …})`: the unweighted sums the post prints.
-    """
-    layers = tuple(dict.fromkeys(cfg.content_layers + cfg.style_layers))
-    feats = vgg.features(vgg_params, normalize(image), layers, cfg.conv_impl)
-
-    def content_term(n):
-        return jnp.mean((feats[n] - targets.content[n]) ** 2)
-
-    def style_term(n):
-        return jnp.mean((gram_matrix(feats[n]) - targets.style[n]) ** 2)
-
-    content = _weighted_sum(cfg.content_layers, cfg.content_layer_weights, content_term)
-    style = _weighted_sum(cfg.style_layers, cfg.style_layer_weights, style_term)
-    content, style = content.astype(image.dtype), style.astype(image.dtype)
-    loss = cfg.style_weight * style + cfg.content_weight * content
-    return loss, {"style": style, "content": content}
-
-
-def _clamp01(x: jax.Array) -> jax.Array:
-    return jnp.clip(x, 0.0, 1.0)
-
-
-def _straight_through_clamp(x: jax.Array) -> jax.Array:
-    """Value clamp(x), gradient passed through: evaluating here is the post's clamp-then-call."""
-    return x + lax.stop_gradient(_clamp01(x) - x)
-
-
-def _closure(image, vgg_params, targets, seed_compat, *, cfg: Config):
-    """The post's closure at the (already clamped) image: value, gradient, style/content.
-    `seed_compat` (traced, so both settings share one program) returns the post's value."""
-    (loss, parts), grad = jax.value_and_grad(loss_fn, has_aux=True)(image, vgg_params, targets, cfg)
-    value = jnp.where(seed_compat, parts["style"] + parts["content"], loss)  # the post's bug
-    return value, grad, {"loss": loss, **parts}
-
-
-@functools.partial(jax.jit, static_argnames="cfg")
-def _run_torch_lbfgs(image0, vgg_params, targets, seed_compat, cfg: Config):
-    config = lbfgs.LBFGSConfig(
-        lr=cfg.lr, history_size=cfg.history_size,
-        line_search_fn="strong_wolfe" if cfg.line_search else None,
-    )  # fmt: skip
-    res = lbfgs.minimize(
-        functools.partial(_closure, cfg=cfg), image0, vgg_params, targets, seed_compat,
-        config=config,
-        max_evals=cfg.steps + 1, projection=_clamp01,  # the post's `while iteration <= steps`
-    )  # fmt: skip
-    evals = jnp.arange(1, res.values.shape[0] + 1)
-    hist = {"evals": evals, "value": res.values, **res.aux}
-    return _clamp01(res.x), res.num_evals, res.num_evals, hist, res.nonfinite
-
-
-def _records(n: int, dtype) -> dict:
-    nan = jnp.full((n,), jnp.nan, dtype)
-    return {"evals": jnp.zeros((n,), jnp.int32), "loss": nan, "style": nan, "content": nan}
-
-
-@functools.partial(jax.jit, static_argnames="cfg")
-def _run_optax_lbfgs(image0, vgg_params, targets, seed_compat, cfg: Config):
-    del seed_compat  # optax's line search uses the loss it differentiates
-
-    def value_fn(x):
-        return loss_fn(_straight_through_clamp(x), vgg_params, targets, cfg)[0]
-
-    def parts_at(x):
-        return loss_fn(x, vgg_params, targets, cfg)[1]
-
-    def no_parts(x):
-        return {"style": jnp.full((), jnp.nan, x.dtype), "content": jnp.full((), jnp.nan, x.dtype)}
-
-    opt = optax.lbfgs(memory_size=cfg.history_size)
-    (value, parts), grad = jax.value_and_grad(loss_fn, has_aux=True)(
-        image0, vgg_params, targets, cfg
-    )
-    rec = _records(cfg.steps, image0.dtype)  # ≥ 1 evaluation per iteration
-    row = {"evals": 1, "loss": value, **parts}
-    rec = {k: rec[k].at[0].set(row[k]) for k in rec}
-
-    def cond(c):
-        x, value, grad, state, evals, i, rec = c
-        return (evals < cfg.steps) & (i < cfg.steps) & jnp.isfinite(value)
-
-    def body(c):
-        x, value, grad, state, evals, i, rec = c
-        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=value_fn)
-        x = _clamp01(optax.apply_updates(x, updates))
-        value, grad = optax.tree.get(state, "value"), optax.tree.get(state, "grad")
-        new_evals = evals + optax.tree.get(state, "num_linesearch_steps").astype(evals.dtype)
-        crossed = new_evals // cfg.log_every > evals // cfg.log_every
-        parts = lax.cond(crossed, parts_at, no_parts, x)  # style/content at the log points
-        row = {"evals": new_evals, "loss": value, **parts}
-        rec = {k: rec[k].at[i].set(row[k]) for k in rec}
-        return x, value, grad, state, new_evals, i + 1, rec
-
-    c = (image0, value, grad, opt.init(image0), jnp.asarray(1, jnp.int32), jnp.asarray(1), rec)
-    x, value, _, _, evals, i, rec = lax.while_loop(cond, body, c)
-    return x, evals, i, rec, ~jnp.isfinite(value)
-
-
-@functools.partial(jax.jit, static_argnames="cfg")
-def _run_adam(image0, vgg_params, targets, seed_compat, cfg: Config):
-    del seed_compat  # Adam ignores the value
-    opt = optax.adam(cfg.adam_lr)
-
-    def step(carry, _):
-        x, state = carry
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (loss, parts), grad = grad_fn(x, vgg_params, targets, cfg)
-        updates, state = opt.update(grad, state, x)
-        return (_clamp01(optax.apply_updates(x, updates)), state), {"loss": loss, **parts}
-
-    (x, _), hist = lax.scan(step, (image0, opt.init(image0)), length=cfg.steps)
-    hist["evals"] = jnp.arange(1, cfg.steps + 1)
-    n = jnp.asarray(cfg.steps)
-    return x, n, n, hist, ~jnp.all(jnp.isfinite(hist["loss"]))
-
-
-_RUNNERS = {"torch-lbfgs": _run_torch_lbfgs, "optax-lbfgs": _run_optax_lbfgs, "adam": _run_adam}
 _targets = jax.jit(compute_targets, static_argnames="cfg")
 
 
@@ -373,7 +223,7 @@ def stylize(content, style, vgg_params, cfg: Config | None = None, *, verbose: b
     static = dataclasses.replace(cfg, content="", style="", size=1, vgg_weights=None,
                                  random_vgg=False, seed=0, seed_compat=False)  # fmt: skip
     targets = _targets(params, c, s, static)
-    runner = _RUNNERS[cfg.optimizer]
+    runner = RUNNERS[cfg.optimizer]
     image, num_evals, n, hist, nonfinite = runner(c, params, targets, cfg.seed_compat, static)
     n = int(n)
     history = {k: np.asarray(v)[:n] for k, v in hist.items()}
@@ -472,74 +322,29 @@ def run(cfg: Config, workdir: str | os.PathLike, data=None) -> dict:
     return results
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `jaxunsup style-transfer`."""
-    d = Config()
-    add = parser.add_argument
-    add("--content", default=d.content, help="content image file or sample name (china, flower)")
-    add("--style", default=d.style, help="style image file or sample name")
-    add("--vgg-weights", default=None, help=f"torchvision {vgg.TORCHVISION_FILE} or a .npz")
-    add("--random-vgg", action="store_true", help="random VGG19 weights (texture-only result)")
-    add("--size", type=int, default=d.size, help="both images are resized to SIZE×SIZE")
-    add("--steps", type=int, default=d.steps, help="closure evaluations (the post's 300)")
-    add("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
-    add("--style-weight", type=float, default=d.style_weight)
-    add("--content-weight", type=float, default=d.content_weight)
-    add("--conv-impl", choices=layers.IMPLS, default=d.conv_impl,
-        help="convolutions: XLA's, the matmul form, or auto (matmul on CPU only)")  # fmt: skip
-    add(
-        "--seed-compat",
-        action="store_true",
-        help="closure returns the unweighted loss, as the post",
-    )
-    add("--out", type=Path, default=Path("stylized.png"), help="where to write the result PNG")
-    add("--save-vgg-npz", type=Path, default=None,
-        help="also write the converted VGG19 weights as .npz (usable without torch)")  # fmt: skip
+def stylize_to_file(cfg: Config, out: str | os.PathLike, save_vgg_npz=None) -> Path:
+    """`jaxunsup style-transfer`: stylises `cfg.content` with `cfg.style` into the PNG `out`.
 
-
-def cli_command(args: argparse.Namespace) -> int:
-    """Runs `jaxunsup style-transfer` from parsed arguments; returns the exit status."""
+    With `save_vgg_npz`, first writes the pretrained VGG19 weights as an .npz (usable without
+    torch). Raises ValueError / OSError for bad settings, files or paths before any compile,
+    TrainingDiverged if the loss stops being finite.
+    """
     from jaxunsup import data as data_lib
     from jaxunsup import plots
 
-    try:
-        cfg = Config(
-            content=args.content, style=args.style, size=args.size, steps=args.steps,
-            optimizer=args.optimizer, style_weight=args.style_weight,
-            content_weight=args.content_weight, seed_compat=args.seed_compat,
-            vgg_weights=args.vgg_weights, random_vgg=args.random_vgg,
-            conv_impl=args.conv_impl,
-        )  # fmt: skip
-        validate_config(cfg)
-        check_output_file(args.out, "--out")
-        if args.save_vgg_npz is not None:
-            check_output_file(args.save_vgg_npz, "--save-vgg-npz")
-            if cfg.random_vgg or vgg.find_weights(cfg.vgg_weights) is None:
-                raise ValueError("--save-vgg-npz needs pretrained weights (--vgg-weights PATH)")
-            full = vgg.load_vgg19(vgg.find_weights(cfg.vgg_weights))
-            print(f"wrote {vgg.save_npz(full, args.save_vgg_npz)}")
-        params, label = load_vgg_params(cfg)
-        content = data_lib.load_image(cfg.content, cfg.size)
-        style = data_lib.load_image(cfg.style, cfg.size)
-        print(f"{cfg.optimizer}, {cfg.steps} evaluations at {cfg.size}×{cfg.size}; {label}")
-        result = stylize(content, style, params, cfg)
-        print(f"wrote {plots.save_image(args.out, result.image)}")
-        return 0
-    except (ValueError, OSError, ImportError) as err:  # FileNotFoundError is an OSError
-        print(f"jaxunsup style-transfer: error: {user_message(err)}", file=sys.stderr)
-        return 2
-    except FloatingPointError as err:
-        print(f"jaxunsup style-transfer: stopped: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("jaxunsup style-transfer: interrupted; no image written", file=sys.stderr)
-        return 130
-
-
-def main_style_transfer(argv: list[str] | None = None) -> int:
-    """`jaxunsup style-transfer --content A --style B [--vgg-weights PATH] --out C.png`."""
-    parser = argparse.ArgumentParser(
-        prog="jaxunsup style-transfer", description="Neural style transfer (post 000 §6)."
-    )
-    add_cli_arguments(parser)
-    return cli_command(parser.parse_args(argv))
+    validate_config(cfg)
+    check_output_file(out, "--out")
+    if save_vgg_npz is not None:
+        check_output_file(save_vgg_npz, "--save-vgg-npz")
+        if cfg.random_vgg or vgg.find_weights(cfg.vgg_weights) is None:
+            raise ValueError("--save-vgg-npz needs pretrained weights (--vgg-weights PATH)")
+        full = vgg.load_vgg19(vgg.find_weights(cfg.vgg_weights))
+        print(f"wrote {vgg.save_npz(full, save_vgg_npz)}")
+    params, label = load_vgg_params(cfg)
+    content = data_lib.load_image(cfg.content, cfg.size)
+    style = data_lib.load_image(cfg.style, cfg.size)
+    print(f"{cfg.optimizer}, {cfg.steps} evaluations at {cfg.size}×{cfg.size}; {label}")
+    result = stylize(content, style, params, cfg)
+    path = plots.save_image(out, result.image)
+    print(f"wrote {path}")
+    return path

@@ -1,5 +1,6 @@
 """The command line, end to end on small data."""
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -100,3 +101,28 @@ def test_every_preset_makes_its_config(preset):
         assert isinstance(cfg, exp.config), name
         for field, value in {"default": {}, "quick": exp.quick, "full": exp.full}[preset].items():
             assert getattr(cfg, field) == value, (name, field)
+
+
+def test_style_transfer_flags_come_from_its_config(capsys):
+    """Every Config field is a `style-transfer` flag (as for `run`), with README's flags."""
+    from jaxunsup import style_transfer
+
+    argv = ["style-transfer", "--history-size", "7", "--style-layers", "conv_1,conv_2",
+            "--optimizer", "adam", "--vgg-weights", "none", "--random-vgg",
+            "--out", "x.png"]  # fmt: skip
+    args = cli.build_parser(argv).parse_args(argv)
+    cfg = cli._config(args, EXPERIMENTS["style-transfer"])
+    want = dict(history_size=7, style_layers=("conv_1", "conv_2"), optimizer="adam",
+                random_vgg=True)  # fmt: skip
+    assert cfg == style_transfer.Config(**want) and args.out == Path("x.png")
+    with pytest.raises(SystemExit):
+        cli.main(["style-transfer", "--help"])
+    shown = capsys.readouterr().out
+    for field in dataclasses.fields(style_transfer.Config):
+        assert f"--{field.name.replace('_', '-')}" in shown, field.name
+    for flag in ("--content", "--style", "--vgg-weights", "--out", "--random-vgg", "--conv-impl"):
+        assert flag in shown
+    assert "content image file or sample name" in shown  # a field's help metadata
+    with pytest.raises(SystemExit):
+        cli.main(["style-transfer", "--optimizer", "sgd"])
+    assert "invalid choice: 'sgd'" in capsys.readouterr().err

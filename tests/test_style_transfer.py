@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxunsup import data, vgg
+from jaxunsup import cli, data, style_transfer_core, vgg
 from jaxunsup import style_transfer as st
 from jaxunsup.registry import EXPERIMENTS
 
@@ -71,7 +71,7 @@ def test_seed_compat_closure_returns_the_unweighted_loss(images, params):
     image = jnp.clip(content + 0.05, 0, 1)
     cfg = st.Config()
     targets = st.compute_targets(params, content, style, cfg)
-    closure = jax.jit(st._closure, static_argnames="cfg")
+    closure = jax.jit(style_transfer_core.closure, static_argnames="cfg")
     v, g, aux = closure(image, params, targets, False, cfg=cfg)
     v_post, g_post, _ = closure(image, params, targets, True, cfg=cfg)  # no new compile
     np.testing.assert_allclose(v, aux["loss"], rtol=1e-6)
@@ -156,7 +156,7 @@ def test_quick_preset_uses_random_weights_only_without_pretrained_ones():
 def test_command_end_to_end(tmp_path, capsys, params):
     out = tmp_path / "out.png"
     args = ["--size", str(SIZE), "--steps", str(STEPS), "--random-vgg", "--out", str(out)]
-    assert st.main_style_transfer(args) == 0
+    assert cli.main(["style-transfer", *args]) == 0
     assert Image.open(out).size == (SIZE, SIZE)
     printed = capsys.readouterr().out
     assert "Iteration 50: Style Loss" in printed and "random VGG19 weights" in printed
@@ -164,17 +164,17 @@ def test_command_end_to_end(tmp_path, capsys, params):
     args = ["--size", str(SIZE), "--steps", str(STEPS), "--vgg-weights", str(npz),
             "--content", "flower", "--style", "china", "--out", str(tmp_path / "b.png"),
             ]  # fmt: skip
-    assert st.main_style_transfer(args) == 0
+    assert cli.main(["style-transfer", *args]) == 0
     assert f"torchvision VGG19 weights ({npz})" in capsys.readouterr().out
 
 
 def test_command_refuses_without_weights(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    assert st.main_style_transfer(["--size", "32", "--out", str(tmp_path / "x.png")]) == 2
+    assert cli.main(["style-transfer", "--size", "32", "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert "no pretrained VGG19 weights" in err and "--random-vgg" in err
     assert "vgg19-dcbb9e9d.pth" in err and "--vgg-weights" in err
     assert not (tmp_path / "x.png").exists()
-    assert st.main_style_transfer(["--vgg-weights", str(tmp_path / "none.pth")]) == 2
+    assert cli.main(["style-transfer", "--vgg-weights", str(tmp_path / "none.pth")]) == 2
     assert "no VGG19 weights file" in capsys.readouterr().err
