@@ -252,7 +252,7 @@ def load_vgg_params(cfg: Config) -> tuple[dict, str]:
         places = ", ".join(str(p) for p in vgg.default_weight_paths())
         raise FileNotFoundError(
             f"no pretrained VGG19 weights found (looked in {places});\n"
-            f"{vgg._missing_hint()}, or --random-vgg for random ones (a texture-only result)"
+            f"{vgg.missing_hint()}, or --random-vgg for random ones (a texture-only result)"
         )
     return vgg.truncate(vgg.load_vgg19(path), layers), f"torchvision VGG19 weights ({path})"
 

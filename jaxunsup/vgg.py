@@ -140,7 +140,8 @@ def truncate(params: Mapping, layers: Sequence[str]) -> dict:
     return {"params": {k: v for k, v in inner.items() if int(k.split("_")[1]) < depth}}
 
 
-def _missing_hint() -> str:
+def missing_hint() -> str:
+    """How to give the weights, for the error that finds none."""
     return (
         f"pass torchvision's {TORCHVISION_FILE} ({TORCHVISION_URL}) "
         "or an .npz from jaxunsup.vgg.save_npz as --vgg-weights PATH"
@@ -161,7 +162,7 @@ def find_weights(path: str | os.PathLike | None = None) -> Path | None:
     if path:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise FileNotFoundError(f"no VGG19 weights file {p};\n{_missing_hint()}")
+            raise FileNotFoundError(f"no VGG19 weights file {p};\n{missing_hint()}")
         return p
     return next((p for p in default_weight_paths() if p.is_file()), None)
 
@@ -211,7 +212,7 @@ def load_torchvision(path: str | os.PathLike) -> dict:
     except Exception as err:  # torch's message advises weights_only=False: unsafe, left out
         raise ValueError(
             f"cannot read {path} as a torch state_dict (damaged, or not a .pth of tensors);\n"
-            f"{_missing_hint()}"
+            f"{missing_hint()}"
         ) from err
     if not isinstance(state_dict, Mapping):
         raise ValueError(f"{path} holds a {type(state_dict).__name__}, not a state_dict")
@@ -237,7 +238,7 @@ def load_npz(path: str | os.PathLike) -> dict:
     except Exception as err:  # numpy's message may advise allow_pickle=True: left out
         raise ValueError(
             f"cannot read {path} as an .npz of VGG19 params (damaged, or another format);\n"
-            f"{_missing_hint()}"
+            f"{missing_hint()}"
         ) from err
     torch_layout = {}
     for key, value in flat.items():
@@ -255,5 +256,5 @@ def load_vgg19(path: str | os.PathLike) -> dict:
     """VGG19 params from torchvision's `.pth` (needs torch) or a `save_npz` `.npz`."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"no VGG19 weights file {path};\n{_missing_hint()}")
+        raise FileNotFoundError(f"no VGG19 weights file {path};\n{missing_hint()}")
     return load_npz(path) if path.suffix == ".npz" else load_torchvision(path)
