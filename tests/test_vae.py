@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from jaxunsup import checkpoint, cli, data, training, vae
+from jaxunsup import checkpoint, cli, data, training, vae, vae_model
 
 
 @pytest.fixture(scope="module")
@@ -262,10 +262,10 @@ def test_evaluation_in_parts_equals_one_pass(tiny, mnist, monkeypatch):
         ]
         return scans, jax.jit(weights)(), jax.jit(terms)()
 
-    monkeypatch.setattr(vae, "default_micro_batch", lambda batch: 20)
+    monkeypatch.setattr(vae_model, "default_micro_batch", lambda batch: 20)
     scans, w_parts, t_parts = run()
     assert scans == [True, True]  # 10 and 2 parts
-    monkeypatch.setattr(vae, "default_micro_batch", lambda batch: batch)
+    monkeypatch.setattr(vae_model, "default_micro_batch", lambda batch: batch)
     scans, w_whole, t_whole = run()
     assert scans == [False, False]
     np.testing.assert_allclose(w_parts, w_whole, rtol=1e-5)
