@@ -8,7 +8,7 @@ import sys
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX and torch share a GPU
 
 from parity import device  # noqa: E402
-from parity.checks import CHECKS  # noqa: E402
+from parity.registry import CHECKS  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

@@ -9,8 +9,7 @@ checked alone, with `layers.conv_transpose` computing it by each impl ("matmul",
 The conv models give L0 and L1 rows for each conv impl (the model name suffixed ` [impl]`),
 and L2/L3 rows for the impls in `trained` (every impl unless a caller asks for fewer).
 
-`parity.checks` imports this module for its CHECKS table, so `row` is imported inside the
-functions (a module-level import would be circular).
+Also post 000 §2's stacked AE (`check_stacked_ae`, reference `parity/torch_models.py`).
 """
 
 from __future__ import annotations
@@ -33,10 +32,10 @@ from jaxunsup import (
     training,
 )
 from parity import torch_autoencoders as ta
+from parity import torch_models
 from parity.convert import params_to_torch, torch_to_params
-from parity.device import module, numpy, tensor
-
-IMPLS = ("matmul", "xla")  # the conv impls every conv model's rows cover
+from parity.device import module, numpy
+from parity.helpers import IMPLS, mnist_batches, nchw, one_torch_thread, row, worst
 
 
 def _batches(n_batches: int, batch_size: int) -> np.ndarray:
@@ -46,34 +45,8 @@ def _batches(n_batches: int, batch_size: int) -> np.ndarray:
     return images[idx].reshape(n_batches, batch_size, 28, 28, 1)
 
 
-def _nchw(x) -> torch.Tensor:
-    """NHWC images → a float32 NCHW tensor on the torch device."""
-    return tensor(np.asarray(x, np.float32).transpose(0, 3, 1, 2))
-
-
 def _nhwc(t: torch.Tensor) -> np.ndarray:
     return numpy(t).transpose(0, 2, 3, 1)
-
-
-def _one_torch_thread(fn):
-    """Runs a check with one torch thread: its pool spin-waits on shared cores (10× slower
-    steps on a busy 2-core machine), and one thread gives the same numbers."""
-
-    @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
-
-    return wrapped
-
-
-def _worst(rows: list[dict], what: str) -> dict:
-    worst = max(rows, key=lambda r: r["max_abs"])
-    return {**worst, "what": what, "ok": all(r["ok"] for r in rows)}
 
 
 def _levels(ref, models, loss_fn, step, batches, *, lr, eps, inputs=None, tol, trained=None):
@@ -93,9 +66,9 @@ def _levels(ref, models, loss_fn, step, batches, *, lr, eps, inputs=None, tol, t
     ref = module(ref)
     sd = {k: v.clone() for k, v in ref.state_dict().items()}
     key, x = jax.random.key(0), batches[0]
-    t_out = _nhwc(ref(_nchw(x)))
+    t_out = _nhwc(ref(nchw(x)))
     ref.zero_grad()
-    t_loss = torch.nn.functional.mse_loss(ref(_nchw(inputs(x, key))), _nchw(x))
+    t_loss = torch.nn.functional.mse_loss(ref(nchw(inputs(x, key))), nchw(x))
     t_loss.backward()
     theirs = (t_out, t_loss.item(), {k: numpy(p.grad) for k, p in ref.named_parameters()})
     rows = []
@@ -109,8 +82,6 @@ def _levels(ref, models, loss_fn, step, batches, *, lr, eps, inputs=None, tol, t
 
 def _forward_rows(name, model, loss_fn, sd, x, key, theirs, tol) -> list[dict]:
     """L0 output and L1 loss + every gradient against the torch values `theirs`."""
-    from parity.checks import row
-
     t_out, t_loss, t_grads = theirs
     params = torch_to_params(sd)
     ours = jax.jit(model.apply)(params, jnp.asarray(x))  # compiled: eager op-by-op is slow
@@ -121,7 +92,7 @@ def _forward_rows(name, model, loss_fn, sd, x, key, theirs, tol) -> list[dict]:
     rows.append(row(name, "L1", "loss", loss, t_loss, atol=atol, rtol=rtol))
     ours_g = params_to_torch(grads, sd)
     g_rows = [row(name, "L1", k, ours_g[k], g, atol=atol, rtol=rtol) for k, g in t_grads.items()]
-    rows.append(_worst(g_rows, "gradients (all layers)"))
+    rows.append(worst(g_rows, "gradients (all layers)"))
     return rows
 
 
@@ -133,8 +104,8 @@ def _torch_runs(ref, sd, batches, lr, eps, inputs, key):
     def run(k):
         if k not in memo:
             ref.load_state_dict(sd)
-            t_in = [_nchw(inputs(b, jax.random.fold_in(key, t))) for t, b in enumerate(batches[:k])]
-            losses = ta.train_steps(ref, [_nchw(b) for b in batches[:k]], lr, eps, inputs=t_in)
+            t_in = [nchw(inputs(b, jax.random.fold_in(key, t))) for t, b in enumerate(batches[:k])]
+            losses = ta.train_steps(ref, [nchw(b) for b in batches[:k]], lr, eps, inputs=t_in)
             memo[k] = losses, {n: numpy(v) for n, v in ref.state_dict().items()}
         return memo[k]
 
@@ -143,7 +114,6 @@ def _torch_runs(ref, sd, batches, lr, eps, inputs, key):
 
 def _training_rows(name, model, step, sd, batches, run, lr, eps, key, tol) -> list[dict]:
     """L2 every parameter after one Adam step; L3 the loss curve over `batches`."""
-    from parity.checks import row
 
     def train(batches):
         state = training.create_train_state(
@@ -158,7 +128,7 @@ def _training_rows(name, model, step, sd, batches, run, lr, eps, key, tol) -> li
     state, _ = train(batches[:1])
     ours_p = params_to_torch(state.params, sd)
     p_rows = [row(name, "L2", k, ours_p[k], v, atol=1e-2 * lr) for k, v in run(1)[1].items()]
-    rows = [_worst(p_rows, "params after 1 Adam step")]
+    rows = [worst(p_rows, "params after 1 Adam step")]
     _, losses = train(batches)
     atol, rtol = tol["L3"]
     rows.append(row(name, "L3", f"loss curve, {len(batches)} steps", losses, run(len(batches))[0],
@@ -166,7 +136,7 @@ def _training_rows(name, model, step, sd, batches, run, lr, eps, key, tol) -> li
     return rows
 
 
-@_one_torch_thread
+@one_torch_thread
 def check_denoising_ae(steps: int = 100) -> list[dict]:
     """Post 000 §3: the stacked AE fed x + N(0, 0.5²) noise, MSE to the clean x, Adam 1e-4."""
     torch.manual_seed(0)
@@ -179,16 +149,14 @@ def check_denoising_ae(steps: int = 100) -> list[dict]:
         )  # fmt: skip
 
 
-@_one_torch_thread
+@one_torch_thread
 def check_conv_transpose_output_padding() -> list[dict]:
     """ConvTranspose2d(16, 1, 3, stride=2, output_padding=1) alone: 13×13 → 28×28."""
-    from parity.checks import row
-
     torch.manual_seed(0)
     ref = module(torch.nn.ConvTranspose2d(16, 1, 3, stride=2, output_padding=1))
     params = {"params": torch_to_params(ref.state_dict())["params"][""]}
     x = np.random.default_rng(0).normal(size=(4, 13, 13, 16)).astype(np.float32)
-    t_out = ref(_nchw(x))
+    t_out = ref(nchw(x))
     t_out.pow(2).sum().backward()
     rows = []
     with jax.default_matmul_precision("highest"):
@@ -205,7 +173,7 @@ def check_conv_transpose_output_padding() -> list[dict]:
             g = params_to_torch({"": g["params"]}, {"weight": None, "bias": None})
             g_rows = [row("convT output_padding=1", "L1", k, g[k], numpy(p.grad), atol=1e-4,
                           rtol=1e-5) for k, p in ref.named_parameters()]  # fmt: skip
-            rows.append(_worst(g_rows, f"{what}: gradients of sum(out²)"))
+            rows.append(worst(g_rows, f"{what}: gradients of sum(out²)"))
     return rows
 
 
@@ -215,7 +183,7 @@ def _by_impl(name: str, make, impls, trained) -> tuple[dict, list | None]:
     return models, None if trained is None else [f"{name} [{impl}]" for impl in trained]
 
 
-@_one_torch_thread
+@one_torch_thread
 def check_conv_ae(steps: int = 50, impls=IMPLS, trained=None) -> list[dict]:
     """Post 000 §4: the conv AE (Flatten/Deflatten in NCHW order), Adam 1e-3, batch 50; L0/L1
     for each of `impls`, L2/L3 for `trained` (default: every impl)."""
@@ -230,7 +198,7 @@ def check_conv_ae(steps: int = 50, impls=IMPLS, trained=None) -> list[dict]:
     return rows + check_conv_transpose_output_padding()
 
 
-@_one_torch_thread
+@one_torch_thread
 def check_keras_mlp(steps: int = 30) -> list[dict]:
     """Post 004 §1 on per-image standardised digits, Adam(0.01, ε = 1e-7), batch 300.
 
@@ -247,7 +215,7 @@ def check_keras_mlp(steps: int = 30) -> list[dict]:
         )  # fmt: skip
 
 
-@_one_torch_thread
+@one_torch_thread
 def check_keras_cnn(steps: int = 20, batch_size: int = 100, impls=IMPLS, trained=None) -> list:
     """Post 004 §2 on pixels in [0, 1], Adam(0.005, ε = 1e-7); batch 100 (the post's 300 makes
     the torch side slow on a CPU without changing what is compared). L0/L1 for each of
@@ -262,3 +230,55 @@ def check_keras_cnn(steps: int = 20, batch_size: int = 100, impls=IMPLS, trained
             _batches(steps, batch_size), lr=0.005, eps=ae_keras.KERAS_ADAM_EPS, trained=names,
             tol={"L0": 1e-5, "L1": (1e-6, 1e-4), "L3": (1e-5, 1e-3)},
         )  # fmt: skip
+
+
+def check_stacked_ae(steps: int = 100, batch_size: int = 50) -> list[dict]:
+    """Post 000 §2 stacked AE: L0 forward, L1 loss + grads, L2 one Adam step, L3 `steps` steps."""
+    name, lr = "ae-stacked", 1e-4
+    torch.manual_seed(0)
+    ref = module(torch_models.StackedAutoencoder())
+    sd = {k: v.clone() for k, v in ref.state_dict().items()}
+    params = torch_to_params(sd)
+    model = autoencoder.StackedAE()
+    batches = mnist_batches(steps, batch_size)
+    x = batches[0]
+    rows = []
+    with jax.default_matmul_precision("highest"):
+        # L0: forward
+        ours = model.apply(params, jnp.asarray(x))
+        theirs = numpy(ref(nchw(x).reshape(-1, 784))).reshape(x.shape)
+        rows.append(row(name, "L0", "reconstruction", ours, theirs, atol=1e-5))
+        # L1: loss and gradients
+        (loss, _), grads = jax.value_and_grad(autoencoder.loss_fn, has_aux=True)(
+            params, model.apply, jnp.asarray(x), None
+        )
+        ref.zero_grad()
+        t_in = nchw(x)
+        t_loss = torch.nn.functional.mse_loss(t_in, ref(t_in.view(-1, 784)).view(-1, 1, 28, 28))
+        t_loss.backward()
+        rows.append(row(name, "L1", "loss", loss, t_loss.item(), atol=1e-6))
+        ours_g = params_to_torch(grads, sd)
+        g_err = [row(name, "L1", k, ours_g[k], numpy(p.grad), atol=1e-6)
+                 for k, p in ref.named_parameters()]  # fmt: skip
+        rows.append(worst(g_err, "gradients (all layers)"))
+        # L2: one Adam step from the same weights (torch default eps 1e-8 = optax's)
+        state = training.create_train_state(model.apply, params, optax.adam(lr))
+        state, _ = autoencoder.train_step(state, jnp.asarray(x), jax.random.key(0))
+        ref.load_state_dict(sd)
+        torch_models.stacked_ae_train_steps(ref, [nchw(x)], lr=lr)
+        ours_p = params_to_torch(state.params, sd)
+        p_err = [row(name, "L2", k, ours_p[k], numpy(v), atol=1e-2 * lr)
+                 for k, v in ref.state_dict().items()]  # fmt: skip
+        rows.append(worst(p_err, "params after 1 Adam step"))
+        # L3: `steps` steps from the same weights and batch order
+        state = training.create_train_state(model.apply, params, optax.adam(lr))
+        step = functools.partial(autoencoder.train_step, key=jax.random.key(0))
+        losses = []
+        for b in batches:
+            state, m = step(state, jnp.asarray(b))
+            losses.append(float(m["loss"]))
+        ref.load_state_dict(sd)
+        t_losses = torch_models.stacked_ae_train_steps(ref, [nchw(b) for b in batches], lr=lr)
+        rows.append(row(name, "L3", f"loss curve, {steps} steps", losses, t_losses,
+                        atol=1e-5, rtol=1e-4))  # fmt: skip
+    return rows

@@ -1,8 +1,4 @@
-"""Parity of post 002 (`jaxunsup.basics`) against the post's torch code (`torch_basics`).
-
-`parity.checks` imports this module for its CHECKS table, so `row` is imported inside the
-functions (a module-level import would be circular).
-"""
+"""Parity of post 002 (`jaxunsup.basics`) against the post's torch code (`torch_basics`)."""
 
 from __future__ import annotations
 
@@ -15,6 +11,7 @@ from jaxunsup import basics, data
 from parity import torch_basics
 from parity.convert import params_to_torch, torch_to_params
 from parity.device import module, numpy, tensor
+from parity.helpers import row, worst
 
 
 def _china(size: int = 100) -> np.ndarray:
@@ -24,7 +21,6 @@ def _china(size: int = 100) -> np.ndarray:
 def check_restore_image(steps: int = 300) -> list[dict]:
     """§3.2: L0 the corrupting function, L1 distance + gradient, L3 the first `steps` steps of
     the gradient-descent loop from the same start."""
-    from parity.checks import row
 
     name, lr = "restore-image", 0.8
     original = _china()
@@ -57,7 +53,6 @@ def check_restore_image(steps: int = 300) -> list[dict]:
 def check_blobs_classifier(epochs: int = 100) -> list[dict]:
     """§3.3: L0 forward, L1 BCE + grads, L2 one SGD step, L3 `epochs` full-batch epochs, all
     from torch's initial weights."""
-    from parity.checks import _worst, row
 
     name, lr = "blobs-classifier", 0.03
     x, y = basics.make_xor_blobs(80, seed=0)
@@ -87,7 +82,7 @@ def check_blobs_classifier(epochs: int = 100) -> list[dict]:
         ours_g = params_to_torch(grads, sd)
         g_err = [row(name, "L1", k, ours_g[k], numpy(p.grad), atol=1e-6)
                  for k, p in ref.named_parameters()]  # fmt: skip
-        rows.append(_worst(g_err, "gradients (all layers)"))
+        rows.append(worst(g_err, "gradients (all layers)"))
         # L2 / L3: one SGD step, then `epochs` epochs
         for level, n in (("L2", 1), ("L3", epochs)):
             ref.load_state_dict(sd)
@@ -97,7 +92,7 @@ def check_blobs_classifier(epochs: int = 100) -> list[dict]:
             ours_p = params_to_torch(trained.params, sd)
             p_err = [row(name, level, k, ours_p[k], numpy(v), atol=1e-6)
                      for k, v in ref.state_dict().items()]  # fmt: skip
-            rows.append(_worst(p_err, f"params after {n} SGD step{'s' * (n > 1)}"))
+            rows.append(worst(p_err, f"params after {n} SGD step{'s' * (n > 1)}"))
             if level == "L3":
                 rows.append(row(name, level, f"loss curve, {n} epochs", losses, t_losses,
                                 atol=1e-6, rtol=1e-5))  # fmt: skip

@@ -19,9 +19,9 @@ from jaxunsup import deep_kmeans, training
 from parity import torch_deep_kmeans as ref_lib
 from parity.convert import params_to_torch, torch_to_params
 from parity.device import module, numpy, tensor
+from parity.helpers import IMPLS, mnist_batches, nchw, row, worst
 
 NAME = "deep-kmeans"
-IMPLS = ("matmul", "xla")
 
 
 def _reference(seed: int = 0, latent: int = 10, n_clusters: int = 10):
@@ -47,7 +47,6 @@ def _reload(enc, dec, km, sd, centroids) -> None:
 def _param_rows(name, level, what, ours, enc, dec, km, sd, atol, rtol=0.0) -> list[dict]:
     """Worst row over every torch parameter (`ours`: flax tree; torch: `.grad` or values)."""
     mine = params_to_torch(ours, sd)
-    from parity.checks import row
 
     rows = []
     for net in (enc, dec):
@@ -63,10 +62,9 @@ def _param_rows(name, level, what, ours, enc, dec, km, sd, atol, rtol=0.0) -> li
 
 def check_deep_kmeans(steps=50, batch_size=32, alpha=0.5, impls=IMPLS, trained=None) -> list:
     """All four levels; returns rows {model, level, what, max_abs, max_rel, tol, ok}."""
-    from parity.checks import _mnist_batches  # late: checks.py imports this file
 
     ref = _reference()
-    batches = _mnist_batches(steps, batch_size)
+    batches = mnist_batches(steps, batch_size)
     rows = []
     with jax.default_matmul_precision("highest"):
         for impl in impls:
@@ -81,11 +79,10 @@ def check_deep_kmeans(steps=50, batch_size=32, alpha=0.5, impls=IMPLS, trained=N
 
 def _forward_rows(name, model, ref, x, alpha) -> list[dict]:
     """L0 latents, reconstructions and assignments; L1 loss and the three groups' gradients."""
-    from parity.checks import _nchw, _worst, row
 
     enc, dec, km, sd, _, params = ref
     z, recon = model.apply(params, jnp.asarray(x))
-    t_z = enc(_nchw(x))
+    t_z = enc(nchw(x))
     rows = [row(name, "L0", "latents", z, numpy(t_z), atol=1e-5)]
     t_recon = numpy(dec(t_z)).transpose(0, 2, 3, 1)
     rows.append(row(name, "L0", "reconstructions", recon, t_recon, atol=1e-5))
@@ -96,30 +93,29 @@ def _forward_rows(name, model, ref, x, alpha) -> list[dict]:
     (value, _), grads = loss(params, model.apply, jnp.asarray(x), None, alpha=alpha)
     for m in (enc, dec, km):
         m.zero_grad()
-    t_loss = ref_lib.loss(enc, dec, km, _nchw(x), alpha)
+    t_loss = ref_lib.loss(enc, dec, km, nchw(x), alpha)
     t_loss.backward()
     rows.append(row(name, "L1", f"loss (α={alpha})", value, t_loss.item(), atol=1e-6))
     # rtol as ae-conv's (the same decoder): decoder.7's bias gradient sums 12,544 terms
     # to ~0.2, and float32 rounds that to ~5e-6 relative, over a bare atol of 1e-6
     g_rows = _param_rows(name, "L1", "grad", grads, enc, dec, km, sd, atol=1e-6, rtol=1e-4)
-    rows.append(_worst([r for r in g_rows if r["what"].startswith("encoder")], "encoder grads"))
-    rows.append(_worst([r for r in g_rows if r["what"].startswith("decoder")], "decoder grads"))
-    rows.append(_worst([r for r in g_rows if r["what"] == "centroids"], "centroid grads"))
+    rows.append(worst([r for r in g_rows if r["what"].startswith("encoder")], "encoder grads"))
+    rows.append(worst([r for r in g_rows if r["what"].startswith("decoder")], "decoder grads"))
+    rows.append(worst([r for r in g_rows if r["what"] == "centroids"], "centroid grads"))
     return rows
 
 
 def _training_rows(name, model, ref, batches, alpha, lr=1e-3) -> list[dict]:
     """L2 one Adam step over all three groups; L3 `len(batches)` steps, same batch order."""
-    from parity.checks import _nchw, _worst, row
 
     enc, dec, km, sd, centroids, params = ref
     step_fn = jax.jit(_fixed_alpha_step, static_argnames="alpha")
     state = training.create_train_state(model.apply, params, optax.adam(lr))
     state, _ = step_fn(state, jnp.asarray(batches[0]), alpha=alpha)
     _reload(enc, dec, km, sd, centroids)
-    ref_lib.train_steps(enc, dec, km, [_nchw(batches[0])], [alpha], lr=lr)
+    ref_lib.train_steps(enc, dec, km, [nchw(batches[0])], [alpha], lr=lr)
     p_rows = _param_rows(name, "L2", "value", state.params, enc, dec, km, sd, atol=1e-2 * lr)
-    rows = [_worst(p_rows, "params after 1 Adam step")]
+    rows = [worst(p_rows, "params after 1 Adam step")]
     state = training.create_train_state(model.apply, params, optax.adam(lr))
     losses = []
     for b in batches:
@@ -127,14 +123,14 @@ def _training_rows(name, model, ref, batches, alpha, lr=1e-3) -> list[dict]:
         losses.append(float(value))
     _reload(enc, dec, km, sd, centroids)
     steps = len(batches)
-    t_losses = ref_lib.train_steps(enc, dec, km, [_nchw(b) for b in batches], [alpha] * steps)
+    t_losses = ref_lib.train_steps(enc, dec, km, [nchw(b) for b in batches], [alpha] * steps)
     rows.append(row(name, "L3", f"loss curve, {steps} steps", losses, t_losses,
                     atol=1e-5, rtol=1e-3))  # fmt: skip
     # Adam moves a weight whose gradient is ~0 by up to ~lr per step whatever its sign, so
     # float32 rounding differences in the ~1% of such weights grow to O(lr) over a run; the
     # typical weight must still agree closely (median row).
     p_rows = _param_rows(name, "L3", "value", state.params, enc, dec, km, sd, atol=2 * lr)
-    rows.append(_worst(p_rows, f"params after {steps} steps, max"))
+    rows.append(worst(p_rows, f"params after {steps} steps, max"))
     mine = params_to_torch(state.params, sd)
     err = np.concatenate([
         np.abs(np.asarray(mine[k]) - numpy(p)).ravel()

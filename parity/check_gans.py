@@ -19,19 +19,7 @@ from jaxunsup import data, dcgan, gan, gan_simple, training
 from parity import torch_gans
 from parity.convert import params_to_torch, torch_to_params
 from parity.device import module, numpy, tensor, torch_device
-
-IMPLS = ("matmul", "xla")  # DCGAN's L0/L1 rows cover each conv impl
-
-
-def _row(*args, **kwargs) -> dict:
-    from parity.checks import row  # late: checks.py imports this module
-
-    return row(*args, **kwargs)
-
-
-def _worst(rows: list[dict], what: str) -> dict:
-    worst = max(rows, key=lambda r: r["max_abs"])
-    return {**worst, "what": what, "ok": all(r["ok"] for r in rows)}
+from parity.helpers import IMPLS, row, worst
 
 
 def _t(x) -> torch.Tensor:
@@ -63,19 +51,19 @@ def check_bce() -> list[dict]:
             tgt = np.full_like(x, t)
             ours = jax.vmap(gan.bce_with_logits)(x, tgt)
             ref = numpy(bce_none(torch.sigmoid(tensor(x)), tensor(tgt)))
-            rows.append(_row(name, "L1", f"bce_with_logits, logits in [-{lim}, {lim}], target {t}",
+            rows.append(row(name, "L1", f"bce_with_logits, logits in [-{lim}, {lim}], target {t}",
                              ours, ref, atol=1e-5, rtol=rtol))  # fmt: skip
     p = np.array([0.0, 1e-45, 1e-30, 1e-7, 0.25, 0.5, 0.999, 1 - 6e-8, 1.0], np.float32)
     for t in (0.0, 1.0):
         tgt = np.full_like(p, t)
         ours = jax.vmap(gan.bce)(p, tgt)
         ref = numpy(bce_none(tensor(p), tensor(tgt)))
-        rows.append(_row(name, "L1", f"bce on probabilities incl. 0 and 1 (clamp), target {t}",
+        rows.append(row(name, "L1", f"bce on probabilities incl. 0 and 1 (clamp), target {t}",
                          ours, ref, atol=1e-6, rtol=1e-6))  # fmt: skip
     far = np.array([-200.0, -120.0, -104.0], np.float32)  # sigmoid underflows: log clamps
     ours = jax.vmap(gan.bce_with_logits)(far, np.ones_like(far))
     ref = numpy(bce_none(torch.sigmoid(tensor(far)), tensor(np.ones(3, np.float32))))
-    rows.append(_row(name, "L1", "bce_with_logits, logits ≤ -104, target 1 (clamp at 100)",
+    rows.append(row(name, "L1", "bce_with_logits, logits ≤ -104, target 1 (clamp at 100)",
                      ours, ref, atol=1e-4))  # fmt: skip
     return rows
 
@@ -83,15 +71,15 @@ def check_bce() -> list[dict]:
 def _param_rows(model, level, what, ours_params, torch_module, atol):
     sd = torch_module.state_dict()
     ours = params_to_torch(ours_params, sd)
-    return _worst([_row(model, level, k, ours[k], numpy(v), atol=atol) for k, v in sd.items()],
+    return worst([row(model, level, k, ours[k], numpy(v), atol=atol) for k, v in sd.items()],
                   what)  # fmt: skip
 
 
 def _grad_rows(model, what, grads, torch_module, atol):
     sd = torch_module.state_dict()
     ours = params_to_torch(grads, sd)
-    return _worst(
-        [_row(model, "L1", k, ours[k], numpy(p.grad), atol=atol)
+    return worst(
+        [row(model, "L1", k, ours[k], numpy(p.grad), atol=atol)
          for k, p in torch_module.named_parameters()], what,
     )  # fmt: skip
 
@@ -119,13 +107,13 @@ def _gan_l1(name, g_ref, d_ref, state, spec, real, noise) -> list[dict]:
     t_d = crit(d_ref(_t(real)), ones) + crit(d_ref(g_ref(z_d).detach()), zeros)
     t_d.backward()
     ours_d, grads = jax.value_and_grad(d_loss)(d.params)
-    rows += [_row(name, "L1", "D loss", ours_d, t_d.item(), atol=1e-5, rtol=1e-5),
+    rows += [row(name, "L1", "D loss", ours_d, t_d.item(), atol=1e-5, rtol=1e-5),
              _grad_rows(name, "D gradients (all layers)", grads, d_ref, atol=1e-5)]  # fmt: skip
     g_ref.zero_grad()
     t_g = crit(d_ref(g_ref(z_g)), ones)
     t_g.backward()
     ours_g, grads = jax.value_and_grad(g_loss)(g.params)
-    rows += [_row(name, "L1", "G loss", ours_g, t_g.item(), atol=1e-5, rtol=1e-5),
+    rows += [row(name, "L1", "G loss", ours_g, t_g.item(), atol=1e-5, rtol=1e-5),
              _grad_rows(name, "G gradients (all layers)", grads, g_ref, atol=1e-5)]  # fmt: skip
     return rows
 
@@ -175,9 +163,9 @@ def _gan_levels(name, g_ref, d_ref, state, spec, batches, *, lr, opt=torch.optim
         else:
             # GAN dynamics amplify float32 rounding step by step: tight on the first 10
             # steps, a stated band over the whole run.
-            rows.append(_row(name, "L3", "D / G loss curves, first 10 steps", losses[:10],
+            rows.append(row(name, "L3", "D / G loss curves, first 10 steps", losses[:10],
                              ref[:10], atol=1e-4, rtol=1e-3))  # fmt: skip
-            rows.append(_row(name, "L3", f"D / G loss curves, {k} steps", losses, ref,
+            rows.append(row(name, "L3", f"D / G loss curves, {k} steps", losses, ref,
                              atol=5e-2))  # fmt: skip
     return rows
 
@@ -204,9 +192,9 @@ def check_gan_mlp(steps: int = 50, batch_size: int = 100) -> list[dict]:
     z = np.random.default_rng(0).standard_normal((batch_size, 128)).astype(np.float32)
     with jax.default_matmul_precision("highest"):
         rows = [
-            _row(name, "L0", "G(z)", g_model.apply(state.g.params, z), _nhwc(g_ref(_t(z))),
+            row(name, "L0", "G(z)", g_model.apply(state.g.params, z), _nhwc(g_ref(_t(z))),
                  atol=1e-5),
-            _row(name, "L0", "D(x) (sigmoid of our logits)",
+            row(name, "L0", "D(x) (sigmoid of our logits)",
                  jax.nn.sigmoid(d_model.apply(state.d.params, batches[0])),
                  numpy(d_ref(_t(batches[0]))), atol=1e-5),
         ]  # fmt: skip
@@ -224,7 +212,7 @@ def _layer_rows(name, net, model, params, torch_seq, x, idx):
             ours = inter["intermediates"][f"conv_{i}"]["__call__"][0]
             theirs = _nhwc(h)
             shape_ok = tuple(ours.shape) == theirs.shape
-            r = _row(name, "L0", f"{net} conv.{i} output {theirs.shape[1:]}", ours if shape_ok
+            r = row(name, "L0", f"{net} conv.{i} output {theirs.shape[1:]}", ours if shape_ok
                      else np.full(theirs.shape, np.inf), theirs, atol=1e-4)  # fmt: skip
             rows.append(r)
     return rows
@@ -276,9 +264,9 @@ def check_gan_simple(steps: int = 50) -> list[dict]:
         batches = _batches(steps, 1, (0.0, 1.0))
         z = np.random.default_rng(0).standard_normal((4, v.seed_dim)).astype(np.float32)
         with jax.default_matmul_precision("highest"):
-            rows.append(_row(name, "L0", "G(z)", g_model.apply(state.g.params, z),
+            rows.append(row(name, "L0", "G(z)", g_model.apply(state.g.params, z),
                              _nhwc(g_ref(_t(z))), atol=1e-5))  # fmt: skip
-            rows.append(_row(name, "L0", "D(x)",
+            rows.append(row(name, "L0", "D(x)",
                              jax.nn.sigmoid(d_model.apply(state.d.params, batches[:4, 0])),
                              numpy(d_ref(_t(batches[:4, 0]))), atol=1e-5))  # fmt: skip
             opt = torch.optim.SGD if v.optimizer == "sgd" else torch.optim.Adam

@@ -27,9 +27,9 @@ from jaxunsup import style_transfer as st
 from parity import torch_style
 from parity.convert import params_to_torch
 from parity.device import full_float32, module, numpy, tensor
+from parity.helpers import IMPLS, one_torch_thread, row, worst
 
 NAME = "style-transfer"
-IMPLS = ("matmul", "xla")
 
 
 def _nchw(image: np.ndarray) -> torch.Tensor:
@@ -46,11 +46,6 @@ def _torch_conv_outputs(cnn: torch.nn.Sequential, x: torch.Tensor) -> list[np.nd
     return outs
 
 
-def _worst(rows: list[dict], what: str) -> dict:
-    worst = max(rows, key=lambda r: r["max_abs"])
-    return {**worst, "what": what, "ok": all(r["ok"] for r in rows)}
-
-
 _conv_features = jax.jit(vgg.features, static_argnames=("layers", "conv_impl"))
 
 
@@ -60,8 +55,6 @@ def check_style_transfer(size=64, evals=40, float32_evals=8, impls=IMPLS) -> lis
 
     The VGG weights are frozen on the torch side (the post leaves `requires_grad` on, which
     only adds unused weight gradients)."""
-    from parity.checks import row
-
     cnn = torch_style.vgg19_features(seed=0, bias_std=0.05).eval().requires_grad_(False)
     cnn = module(cnn)
     params = vgg.params_from_state_dict({f"features.{k}": v for k, v in cnn.state_dict().items()})
@@ -79,18 +72,13 @@ def check_style_transfer(size=64, evals=40, float32_evals=8, impls=IMPLS) -> lis
             ours = _conv_features(params, image, convs, conv_impl=impl)
             per_layer = [row(name, "L0", n, ours[n], t, atol=1e-4, rtol=1e-5)
                          for n, t in zip(convs, theirs, strict=True)]  # fmt: skip
-            rows.append(_worst(per_layer, "VGG19 activations, all 16 conv layers"))
-            rows += _check_losses(name, cnn, params, content, style, impl, row)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # several threads crawl on a busy 2-core machine
-        try:
-            rows += _check_loop(cnn, params, content, style, evals, float32_evals, row)
-        finally:
-            torch.set_num_threads(threads)
+            rows.append(worst(per_layer, "VGG19 activations, all 16 conv layers"))
+            rows += _check_losses(name, cnn, params, content, style, impl)
+        rows += _check_loop(cnn, params, content, style, evals, float32_evals)
     return rows
 
 
-def _check_losses(name, cnn, params, content, style, impl, row) -> list[dict]:
+def _check_losses(name, cnn, params, content, style, impl) -> list[dict]:
     """L1: style and content losses and d loss / d image at a perturbed content image."""
     noise = np.random.default_rng(0).uniform(-0.1, 0.1, content.shape).astype(np.float32)
     image = np.clip(content + noise, 0, 1)
@@ -139,7 +127,8 @@ def _loop_histories(cnn, params, content, style, evals, dtype):
     return result.history, np.asarray(records)  # records: [n, 3] style, content, loss
 
 
-def _check_loop(cnn, params, content, style, evals, float32_evals, row) -> list[dict]:
+@one_torch_thread  # several threads crawl on a busy 2-core machine
+def _check_loop(cnn, params, content, style, evals, float32_evals) -> list[dict]:
     """L3: the post's L-BFGS loop against ours (`style_transfer.Config`'s default impl),
     evaluation by evaluation. Fixed-step L-BFGS on this problem amplifies rounding about 1.5×
     per evaluation, so float32 runs part after a handful of evaluations; in float64 the two

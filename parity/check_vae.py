@@ -1,8 +1,7 @@
 """Parity of post 003's ConvVAE (`jaxunsup.vae`) against the post's torch code (`torch_vae`).
 
 The noise ε is drawn in JAX (step t's ε = normal(fold_in(key, t)), exactly what
-`vae.train_step` draws) and handed to torch. `parity.checks` imports this module for its
-CHECKS table, so `row` is imported inside the functions (a module-level import is circular).
+`vae.train_step` draws) and handed to torch.
 """
 
 from __future__ import annotations
@@ -20,14 +19,10 @@ from jaxunsup import data, layers, training, vae
 from parity import torch_vae
 from parity.convert import params_to_torch, torch_to_params
 from parity.device import module, numpy, tensor
+from parity.helpers import IMPLS, nchw, row, worst
 
 # (input size, channels, kernel, stride): the post's model and two other shapes of its rules
 SHAPES = [(28, (1, 32, 64), 3, 2), (32, (1, 16, 32, 64), 3, 2), (28, (1, 8, 16), 3, 4)]
-IMPLS = ("matmul", "xla")  # every L0 and L1 row is made for each conv impl
-
-
-def _nchw(x) -> torch.Tensor:
-    return tensor(np.asarray(x).transpose(0, 3, 1, 2))  # on the torch device
 
 
 def _pair(size, channels, k, s, latent=2, seed=0, impl="auto"):
@@ -51,16 +46,15 @@ def check_vae_ops(impls=IMPLS) -> list[dict]:
     torch's conv2d / conv_transpose2d: the VAE's shapes and a few others, each 3 → 4 and
     4 → 3 channels (both of the matmul form's branches). At "highest" precision (the policy
     `python -m parity` and the tests set globally; here also locally, as every check does)."""
-    from parity.checks import row
 
     rows = []
     with jax.default_matmul_precision("highest"):
         for impl in impls:
-            rows += _ops_rows(f"vae-ops [{impl}]", impl, row)
+            rows += _ops_rows(f"vae-ops [{impl}]", impl)
     return rows
 
 
-def _ops_rows(name, impl, row) -> list[dict]:
+def _ops_rows(name, impl) -> list[dict]:
     rng = np.random.default_rng(0)
     conv = jax.jit(layers.conv2d, static_argnums=(2, 3, 4))
     conv_t = jax.jit(layers.conv_transpose2d, static_argnums=(2, 3, 4))
@@ -71,7 +65,7 @@ def _ops_rows(name, impl, row) -> list[dict]:
         x = rng.normal(size=(2, size, size, i)).astype(np.float32)
         w = rng.normal(size=(o, i, k, k)).astype(np.float32)  # torch [O, I, kh, kw]
         ours = conv(x, w.transpose(2, 3, 1, 0), (s, s), ((p, p), (p, p)), impl)
-        theirs = numpy(F.conv2d(_nchw(x), tensor(w), stride=s, padding=p)).transpose(0, 2, 3, 1)
+        theirs = numpy(F.conv2d(nchw(x), tensor(w), stride=s, padding=p)).transpose(0, 2, 3, 1)
         rows.append(row(name, "L0", f"conv k{k} s{s} p{p} on {size}², {i} → {o}", ours, theirs,
                         1e-4))  # fmt: skip
     for (k, s, size), (i, o) in itertools.product(
@@ -81,7 +75,7 @@ def _ops_rows(name, impl, row) -> list[dict]:
         w = rng.normal(size=(i, o, k, k)).astype(np.float32)  # torch [I, O, kh, kw]
         pads = ((k - 1, k - 1), (k - 1, k - 1))  # torch's padding 0
         ours = conv_t(x, w.transpose(2, 3, 1, 0), (s, s), pads, impl)
-        theirs = numpy(F.conv_transpose2d(_nchw(x), tensor(w), stride=s)).transpose(0, 2, 3, 1)
+        theirs = numpy(F.conv_transpose2d(nchw(x), tensor(w), stride=s)).transpose(0, 2, 3, 1)
         rows.append(row(name, "L0", f"conv_transpose k{k} s{s} on {size}², {i} → {o}", ours,
                         theirs, 1e-4))  # fmt: skip
     return rows
@@ -108,7 +102,6 @@ def check_vae(steps=100, batch_size=100, lr=1e-3, impls=IMPLS, trained=None) -> 
 
 def _forward_rows(name, impl, key) -> list[dict]:
     """L0: xhat, mean, logvar with the same ε, for each shape of `SHAPES`."""
-    from parity.checks import row
 
     rows = []
     for size, channels, k, s in SHAPES:
@@ -116,7 +109,7 @@ def _forward_rows(name, impl, key) -> list[dict]:
         x = np.random.default_rng(1).uniform(size=(8, size, size, 1)).astype(np.float32)
         eps = _eps(key, 0, 8, 2)
         ours = jax.jit(model.apply)(params, jnp.asarray(x), eps)
-        theirs = ref(_nchw(x), tensor(eps))
+        theirs = ref(nchw(x), tensor(eps))
         label = f"{size}² {channels} k{k} s{s}"
         for what, a, b in zip(("xhat", "mean", "logvar"), ours, theirs, strict=True):
             b = numpy(b)
@@ -127,13 +120,12 @@ def _forward_rows(name, impl, key) -> list[dict]:
 
 def _gradient_rows(name, impl, key, x) -> list[dict]:
     """L1: the post's loss and its gradients on one batch."""
-    from parity.checks import _worst, row
 
     ref, sd, model, params = _pair(*SHAPES[0], impl=impl)
     eps = _eps(key, 0, len(x), 2)
     grad_fn = jax.jit(jax.value_and_grad(vae.loss_from_eps, has_aux=True), static_argnums=1)
     (loss, _), grads = grad_fn(params, model.apply, jnp.asarray(x), eps)
-    t_x = _nchw(x)
+    t_x = nchw(x)
     xhat, mean, logvar = ref(t_x, tensor(eps))
     t_loss = torch_vae.lossfunc(mean, logvar, t_x, xhat)
     t_loss.backward()
@@ -141,12 +133,11 @@ def _gradient_rows(name, impl, key, x) -> list[dict]:
     g_err = [row(name, "L1", n, ours_g[n], numpy(p.grad), atol=1e-4, rtol=1e-4)
              for n, p in ref.named_parameters()]  # fmt: skip
     return [row(name, "L1", "loss", loss, t_loss.item(), atol=0, rtol=1e-5),
-            _worst(g_err, "gradients (all layers)")]  # fmt: skip
+            worst(g_err, "gradients (all layers)")]  # fmt: skip
 
 
 def _training_rows(name, impl, key, batches, lr) -> list[dict]:
     """L2 and L3: Adam steps through `vae.train_step` (which draws ε from fold_in(key, t))."""
-    from parity.checks import _worst, row
 
     ref, sd, model, params = _pair(*SHAPES[0], impl=impl)
     batch_size, steps = len(batches[0]), len(batches)
@@ -157,13 +148,13 @@ def _training_rows(name, impl, key, batches, lr) -> list[dict]:
         losses.append(float(m["loss"]))
         if t == 0:
             after_one = params_to_torch(jax.device_get(state.params), sd)
-    torch_vae.train_steps(ref, [_nchw(batches[0])], [tensor(_eps(key, 0, batch_size, 2))], lr)
+    torch_vae.train_steps(ref, [nchw(batches[0])], [tensor(_eps(key, 0, batch_size, 2))], lr)
     p_err = [row(name, "L2", n, after_one[n], numpy(v), atol=1e-2 * lr)
              for n, v in ref.state_dict().items()]  # fmt: skip
-    rows = [_worst(p_err, "params after 1 Adam step")]
+    rows = [worst(p_err, "params after 1 Adam step")]
     ref.load_state_dict(sd)
     t_eps = [tensor(_eps(key, t, batch_size, 2)) for t in range(steps)]
-    t_losses = torch_vae.train_steps(ref, [_nchw(b) for b in batches], t_eps, lr)
+    t_losses = torch_vae.train_steps(ref, [nchw(b) for b in batches], t_eps, lr)
     # float32 rounding (and the logits-vs-sigmoid BCE on saturating pixels) compounds
     # through Adam: ~1e-7 at step 0, ~1e-5 at step 50, ~1e-3 at step 100
     rows.append(row(name, "L3", f"loss curve, {steps} steps", losses, t_losses, atol=0,

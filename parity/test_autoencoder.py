@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from parity.checks import check_stacked_ae  # noqa: E402
+from parity.check_autoencoders import check_stacked_ae  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from parity.checks import check_blobs_classifier, check_restore_image  # noqa: E402
+from parity.check_basics import check_blobs_classifier, check_restore_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,12 @@ torch = pytest.importorskip("torch")
 from jaxunsup import data  # noqa: E402
 from jaxunsup.kmeans import KMeans  # noqa: E402
 from parity import torch_kmeans  # noqa: E402
+from parity.check_kmeans import check_kmeans  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def rows():
-    return torch_kmeans.check_kmeans()
+    return check_kmeans()
 
 
 def test_kmeans_parity_rows(rows):

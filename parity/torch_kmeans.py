@@ -1,4 +1,4 @@
-"""Post 000 §1's PyTorch k-means, restated, and its parity check against `jaxunsup.kmeans`.
+"""Post 000 §1's PyTorch k-means, restated (the reference of `parity/check_kmeans.py`).
 
 `l2distance` and `kmeans` are the post's functions line for line, with one change: the
 initial centroids are an argument (the post draws `torch.rand(num_clusters, x.size(1))`
@@ -8,8 +8,6 @@ runs on), the benchmark follows the post.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import torch
@@ -52,33 +50,3 @@ def initial_centroids(num_clusters: int, n_features: int, seed: int) -> torch.Te
     """The post's init, `torch.rand(num_clusters, n_features)`, under `torch.manual_seed`."""
     torch.manual_seed(seed)
     return torch.rand(num_clusters, n_features)
-
-
-def check_kmeans(seeds=(0, 1, 2), max_iteration: int = 5) -> list[dict]:
-    """Same circles, same centroids: labels and centroids after `max_iteration` sweeps.
-
-    One case per seed (the post's U[0,1) centroids) plus one whose second centroid is far
-    away, so its cluster empties and both sides go NaN the post's way.
-    """
-    from jaxunsup import data
-    from jaxunsup.kmeans import KMeans
-    from parity.checks import row
-    from parity.device import numpy, torch_device
-
-    x, _ = data.make_circles(500, noise=0.1, seed=0)
-    cases = {f"torch.rand seed {s}": initial_centroids(2, 2, s) for s in seeds}
-    cases["empty cluster → NaN"] = torch.tensor([[0.5, 0.5], [5.0, 5.0]])
-    rows = []
-    for what, c0 in cases.items():
-        y_ref, c_ref = kmeans(torch.from_numpy(x), c0, 2, max_iteration, device=torch_device())
-        ours = KMeans(2, init=c0.numpy(), max_iter=max_iteration, seed_compat=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the NaN case leaves one distinct cluster
-            ours.fit(x)
-        rows.append(row("kmeans", "L3", f"{what}: labels", ours.labels_, y_ref, atol=0))
-        c_ours, c_ref = ours.cluster_centers_, numpy(c_ref)
-        same_nan = np.array_equal(np.isnan(c_ours), np.isnan(c_ref))
-        fin = ~np.isnan(c_ref)
-        r = row("kmeans", "L3", f"{what}: centroids", c_ours[fin], c_ref[fin], atol=1e-6)
-        rows.append(dict(r, ok=r["ok"] and same_nan))
-    return rows
