@@ -18,9 +18,24 @@ def writes_files() -> bool:
     return jax is None or jax.process_index() == 0
 
 
+def _umask() -> int:
+    """The process's umask: Linux reports it in /proc; elsewhere reading it means setting it
+    (set back at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Writes `data` to `path` through a temporary file and a rename, so a crash
-    never leaves a half-written file behind. Only `writes_files()` processes write."""
+    never leaves a half-written file behind; the file gets the mode `open` would give
+    (0666 less the umask). Only `writes_files()` processes write."""
     path = Path(path)
     if not writes_files():
         return path
@@ -32,6 +47,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide a served report
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -2,8 +2,11 @@
 
 `reproduce(workdir, mode)` runs each experiment into `workdir/<name>/` with its quick or full
 preset, then writes `workdir/results.json` (every experiment's results, timing and status) and
-`workdir/report/index.html` (the table ours-vs-seed and each experiment's figures). A failing
-experiment is recorded as failed and the others still run.
+`workdir/report/index.html`: a summary table (experiment, status, wall time, headline metric,
+the seed's number), every metric row ours-vs-seed, then each experiment's figures inline (GIFs
+animate), with a note wherever a result needs one (`report_notes`). The page loads nothing from
+the network: no scripts, fonts or styles from elsewhere, figures by paths relative to it. A
+failing experiment is recorded as failed and the others still run.
 """
 
 from __future__ import annotations
@@ -17,6 +20,16 @@ from pathlib import Path
 
 from jaxunsup.files import atomic_write_bytes, user_message, write_json
 from jaxunsup.registry import EXPERIMENTS
+from jaxunsup.report_notes import notes_for
+
+esc = html.escape
+
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}
+table{border-collapse:collapse;margin-bottom:1.5em}td,th{border:1px solid #bbb;padding:4px 8px;
+vertical-align:top}th{background:#f0f0f0}img{max-width:100%}figure{display:inline-block;
+margin:.5em;vertical-align:top}.ok{color:#070}.failed{color:#b00;font-weight:bold}
+.note{background:#fff8e0;border-left:4px solid #e0a800;padding:.5em 1em}
+code{background:#f4f4f4;padding:0 .2em}"""
 
 
 def _fmt(value) -> str:
@@ -27,6 +40,14 @@ def _fmt(value) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(_fmt(v) for v in value)
     return str(value)
+
+
+def _wall(seconds: float) -> str:
+    """142.3 → "2 min 22 s"; under a minute, "41.2 s"."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
 
 
 def reproduce(
@@ -63,43 +84,90 @@ def reproduce(
     return {"report": page, "failed": [n for n, e in entries.items() if e["status"] != "ok"]}
 
 
-def write_html(workdir: Path, entries: dict) -> Path:
-    """Writes `workdir/report/index.html`; figures are linked relative to the page."""
-    esc = html.escape
-    rows, sections = [], []
-    for name, entry in entries.items():
-        results = entry.get("results", {})
-        table = results.get("table") or [{"metric": entry.get("error", "—"), "ours": None}]
-        for i, row in enumerate(table):
-            first = f"<td rowspan='{len(table)}'>{esc(name)}</td>" if i == 0 else ""
-            rows.append(
-                f"<tr>{first}<td>{esc(str(row['metric']))}</td><td>{esc(_fmt(row['ours']))}</td>"
-                f"<td>{esc(_fmt(row.get('seed')))}</td></tr>"
-            )
-        figs = []
-        for fig in results.get("figures", []):
-            path = workdir / name / fig
-            if path.exists():
-                rel = os.path.relpath(path, workdir / "report")
-                figs.append(
-                    f"<figure><img src='{esc(rel)}' alt='{esc(fig)}'>"
-                    f"<figcaption>{esc(fig)}</figcaption></figure>"
-                )
-        sections.append(
-            f"<section id='{esc(name)}'><h2>{esc(name)}</h2>"
-            f"<p>{esc(entry['summary'])} — seed {esc(entry['seed'])}; status "
-            f"<b>{esc(entry['status'])}</b> in {entry['seconds']} s; data: "
-            f"{esc(str(results.get('data', '—')))}</p>{''.join(figs)}</section>"
+def _table_rows(entry: dict) -> list[dict]:
+    """The experiment's metric rows, or one row naming its error."""
+    table = entry.get("results", {}).get("table")
+    return table or [{"metric": entry.get("error", "no results"), "ours": None}]
+
+
+def _summary_row(name: str, entry: dict, notes: list[tuple[str, str]]) -> str:
+    """Experiment | status (and the notes' short forms) | wall time | headline | seed's number."""
+    head = _table_rows(entry)[0]
+    status = f"<span class='{esc(entry['status'])}'>{esc(entry['status'])}</span>"
+    status += "".join(f"<br>{esc(short)}" for short, _ in notes)
+    metric = esc(str(head["metric"]))
+    if "results" in entry:
+        metric += f": <b>{esc(_fmt(head['ours']))}</b>"
+    return (
+        f"<tr><td><a href='#{esc(name)}'>{esc(name)}</a></td><td>{status}</td>"
+        f"<td>{esc(_wall(entry['seconds']))}</td><td>{metric}</td>"
+        f"<td>{esc(_fmt(head.get('seed')))}</td></tr>"
+    )
+
+
+def _metric_rows(name: str, entry: dict) -> str:
+    table = _table_rows(entry)
+    rows = []
+    for i, row in enumerate(table):
+        first = f"<td rowspan='{len(table)}'>{esc(name)}</td>" if i == 0 else ""
+        rows.append(
+            f"<tr>{first}<td>{esc(str(row['metric']))}</td><td>{esc(_fmt(row['ours']))}</td>"
+            f"<td>{esc(_fmt(row.get('seed')))}</td></tr>"
         )
+    return "".join(rows)
+
+
+def _figures(workdir: Path, name: str, results: dict) -> str:
+    """Each existing figure as an <img> by its path relative to the report's folder."""
+    figs = []
+    for fig in results.get("figures", []):
+        path = workdir / name / fig
+        if path.is_file():
+            rel = Path(os.path.relpath(path, workdir / "report")).as_posix()
+            figs.append(
+                f"<figure><img src='{esc(rel)}' alt='{esc(name)}: {esc(fig)}'>"
+                f"<figcaption>{esc(fig)}</figcaption></figure>"
+            )
+    return "".join(figs)
+
+
+def _section(workdir: Path, name: str, entry: dict, notes: list[tuple[str, str]]) -> str:
+    results = entry.get("results", {})
+    notes_html = "".join(f"<p class='note'>{text}</p>" for _, text in notes)
+    return (
+        f"<section id='{esc(name)}'><h2>{esc(name)}</h2>"
+        f"<p>{esc(entry['summary'])} — seed {esc(entry['seed'])}; status "
+        f"<b class='{esc(entry['status'])}'>{esc(entry['status'])}</b> in "
+        f"{esc(_wall(entry['seconds']))}; data: {esc(str(results.get('data', '—')))}</p>"
+        f"{notes_html}{_figures(workdir, name, results)}</section>"
+    )
+
+
+def write_html(workdir: str | os.PathLike, entries: dict) -> Path:
+    """Writes `workdir/report/index.html` for `entries` (`reproduce`'s results.json); figures
+    are linked relative to the page, so the folder can be served or opened as files."""
+    workdir = Path(workdir)
+    notes = {name: notes_for(name, entry) for name, entry in entries.items()}
+    summary = "".join(_summary_row(n, e, notes[n]) for n, e in entries.items())
+    metrics = "".join(_metric_rows(n, e) for n, e in entries.items())
+    sections = "".join(_section(workdir, n, e, notes[n]) for n, e in entries.items())
+    total = sum(e["seconds"] for e in entries.values())
+    failed = sum(e["status"] != "ok" for e in entries.values())
     page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>jaxunsup reproduction report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #bbb;padding:4px 8px}}
-img{{max-width:100%}}figure{{display:inline-block;margin:.5em}}</style></head>
+<html lang="en"><head><meta charset="utf-8">
+<link rel="icon" href="data:,">
+<title>jaxunsup reproduction report</title>
+<style>{STYLE}</style></head>
 <body><h1>jaxunsup reproduction report</h1>
+<p>{len(entries)} experiments, {failed} failed, {esc(_wall(total))} in all.</p>
+<h2>Summary</h2>
+<table><tr><th>experiment</th><th>status</th><th>wall time</th><th>headline metric (ours)</th>
+<th>seed's number</th></tr>
+{summary}</table>
+<h2>Every metric</h2>
 <table><tr><th>experiment</th><th>metric</th><th>ours</th><th>seed</th></tr>
-{"".join(rows)}</table>
-{"".join(sections)}
+{metrics}</table>
+{sections}
 </body></html>
 """
     return atomic_write_bytes(workdir / "report" / "index.html", page.encode())
