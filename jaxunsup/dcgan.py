@@ -30,7 +30,6 @@ from pathlib import Path
 
 import flax.linen as nn
 import jax.numpy as jnp
-import optax
 
 from jaxunsup import gan, layers, seeds
 from jaxunsup.files import prepare_workdir, write_json
@@ -96,7 +95,7 @@ class Discriminator(nn.Module):
 def create_state(key, cfg: DCGANConfig) -> gan.GANState:
     return gan.create_gan_state(
         key, Generator(cfg.latent_dim, cfg.conv_impl), Discriminator(cfg.dropout, cfg.conv_impl),
-        optax.adam(cfg.lr), optax.adam(cfg.lr), cfg.latent_dim,
+        gan.optimizer(cfg), gan.optimizer(cfg), cfg.latent_dim,
     )  # fmt: skip
 
 
@@ -106,14 +105,11 @@ train_step = gan.step_for(gan.StepSpec(latent_dim=128))  # the same step as the 
 def run(cfg: DCGANConfig, workdir: str | os.PathLike, data=None) -> dict:
     """Trains the post's DCGAN; writes the same artefacts as `gan.run` into `workdir`."""
     gan.check_config(cfg)
-    train, test = gan.checked_data(*(data if data is not None else gan.load_data(cfg)), cfg.n_train)
+    data = gan.checked_data(*(data if data is not None else gan.load_data(cfg)), cfg.n_train)
     workdir = Path(prepare_workdir(workdir, cfg))
     key_init, key_fit = seeds.split(seeds.keys(cfg.seed, cfg.n_seeds))
-    spec = gan.StepSpec(latent_dim=cfg.latent_dim)
-    results = gan.train_gan(
-        "dcgan", cfg, workdir, seeds.create(lambda key: create_state(key, cfg), key_init),
-        gan.step_for(spec), spec,
-        train, test, key=key_fit, value_range=(-1.0, 1.0), loss_lines=gan.bce_lines(),
-    )  # fmt: skip
+    state = seeds.create(lambda key: create_state(key, cfg), key_init)
+    spec = gan.GANRun("dcgan", gan.step_spec(cfg), (-1.0, 1.0), gan.bce_lines())
+    results = gan.train_gan(spec, cfg, workdir, state, data, key_fit)
     write_json(workdir / "results.json", results)
     return results

@@ -233,11 +233,10 @@ def run(cfg: SimpleGANConfig, workdir: str | os.PathLike, data=None) -> dict:
         key_init, key_fit = jax.random.split(jax.random.fold_in(key, i))
         lines = {"MSE equilibrium 0.25": 0.25} if variant.loss == "mse" else {"ln 2": gan.LN2}
         sub = Path(prepare_workdir(workdir / name, dataclasses.replace(shared, variants=(name,))))
+        spec = gan.GANRun(f"gan-mnist-simple/{name}", spec_of(variant), (0.0, 1.0), lines)
         res = gan.train_gan(
-            f"gan-mnist-simple/{name}", shared, sub, create_state(key_init, variant),
-            train_step_for(variant), spec_of(variant), train, test, key=key_fit,
-            value_range=(0.0, 1.0), loss_lines=lines,
-        )  # fmt: skip
+            spec, shared, sub, create_state(key_init, variant), (train, test), key_fit
+        )
         write_json(sub / "results.json", res)
         results["variants"][name] = {k: res[k] for k in ("scores", "real_scores", "fid_curve")}
         s, r = res["scores"], res["real_scores"]
