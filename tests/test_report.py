@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import html.parser
 import http.server
+import json
 import os
 import shutil
 import stat
@@ -262,3 +263,30 @@ def test_the_browser_check_catches_a_broken_image(served, browser):
     (workdir / "gan-mlp" / "samples.gif").unlink()  # linked, then gone: a 404 in the console
     images, log = _page_images(browser, f"{base}/report/index.html")
     assert any("samples.gif" in e["message"] for e in log if e["level"] == "SEVERE"), log
+
+
+# --- the quick presets' pages (slow: they train) -------------------------------------------
+
+
+@pytest.mark.slow
+def test_ae_conv_quick_page_shows_the_stall_with_its_evidence(tmp_path):
+    """Seeds 0-3 of the post's conv AE: some stall, the others train, the page says which."""
+    assert report.reproduce(tmp_path, "quick", only=("ae-conv",))["failed"] == []
+    results = json.loads((tmp_path / "results.json").read_text())["ae-conv"]["results"]
+    stalled = results["stalled_seeds"]
+    assert 0 < len(stalled) < len(results["seeds"]) == 4
+    per_seed = dict(zip(results["seeds"], results["test_mse_per_seed"], strict=True))
+    assert max(v for s, v in per_seed.items() if s not in stalled) < 0.07  # trained
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert f"{len(stalled)} of 4 seeds stalled (seeds {', '.join(map(str, stalled))})" in page
+
+
+@pytest.mark.slow
+def test_style_transfer_quick_page_names_random_weights_and_the_real_command(tmp_path):
+    from jaxunsup import vgg
+
+    assert report.reproduce(tmp_path, "quick", only=("style-transfer",))["failed"] == []
+    page = (tmp_path / "report" / "index.html").read_text()
+    random_weights = vgg.find_weights() is None
+    assert ("comes from random VGG19 weights" in page) == random_weights
+    assert (STYLE_CMD in page) == random_weights
