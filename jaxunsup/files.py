@@ -79,6 +79,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, (text + "\n").encode())
 
 
+def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> Path:
+    """`rows` as JSON lines (metrics.jsonl), written atomically."""
+    return atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """The JSON in `path`; a damaged file raises ValueError naming it (not json's bare
     "Expecting value: line 1 column 1")."""

@@ -32,6 +32,18 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxunsup import checkpoint, distributed
+from jaxunsup.batching import (  # noqa: F401  (re-exported: models call training.<name>)
+    batched_apply,
+    map_over_micro_batches,
+    mean_over_micro_batches,
+    micro_batch_size,
+)
+from jaxunsup.checks import (  # noqa: F401  (re-exported: models call training.<name>)
+    check_finite,
+    check_images,
+    check_positive,
+    check_shape,
+)
 
 TrainState = train_state.TrainState
 
@@ -49,28 +61,6 @@ def create_train_state(apply_fn: Callable, params: Any, tx: optax.GradientTransf
     """A flax TrainState whose `step` is an int32 array (one dispatch-cache entry)."""
     state = TrainState.create(apply_fn=apply_fn, params=params, tx=tx)
     return state.replace(step=jnp.zeros((), jnp.int32))
-
-
-def check_positive(name: str, value: float, integer: bool = False) -> None:
-    """Raises ValueError naming `name` unless `value` is a positive (integer) number."""
-    ok = isinstance(value, int | np.integer) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok or not math.isfinite(value) or value <= 0:
-        kind = "a positive integer" if integer else "a positive number"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
-
-
-def check_images(name: str, images: Any, shape: tuple | None = None) -> np.ndarray:
-    """Validates an image batch before anything is compiled: NHWC, finite, expected shape."""
-    arr = np.asarray(images)
-    if arr.ndim != 4:
-        raise ValueError(f"{name} must be NHWC images [N, H, W, C], got shape {arr.shape}")
-    if shape is not None and tuple(arr.shape[1:]) != tuple(shape):
-        raise ValueError(f"{name} must have per-image shape {tuple(shape)}, got {arr.shape[1:]}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN, inf or non-numeric values; clean the data first")
-    return arr.astype(np.float32, copy=False)
 
 
 @functools.partial(
@@ -100,41 +90,6 @@ def _run_chunk(
         return train_step(state, batch, key)
 
     return jax.lax.scan(body, state, jnp.arange(n_steps))
-
-
-def check_shape(name: str, x: Any, shape: tuple, what: str, fix: str) -> None:
-    """Raises ValueError naming `name` unless `x` is a non-empty batch `[N, *shape]` (a
-    `None` in `shape` matches any size). Reads shapes only, so it also runs under jit/vmap:
-    `create_state` and `encode` check their input against the model with it.
-
-    Args:
-      name: the argument, as the message names it ("example", "images").
-      x: the array (or tracer).
-      shape: the per-row shape the model takes.
-      what: what the model takes, for the message ("28×28×1 images").
-      fix: the way out, for the message.
-    """
-    got = tuple(np.shape(x))
-    ok = len(got) == len(shape) + 1 and got[0] > 0
-    if ok and all(want is None or want == g for want, g in zip(shape, got[1:], strict=True)):
-        return
-    want = ", ".join(str("?" if d is None else d) for d in ("N", *shape))
-    raise ValueError(f"{name} must be {what} [{want}], got shape {got}; {fix}")
-
-
-def check_finite(name: str, data: Any) -> None:
-    """Raises ValueError naming `name` (and the leaf) unless every leaf of `data` is a numeric
-    array without NaN or inf. Runs in NumPy: nothing is compiled for it."""
-    for path, leaf in jax.tree_util.tree_flatten_with_path(data)[0]:
-        where = name + jax.tree_util.keystr(path)
-        arr = np.asarray(leaf)
-        if arr.dtype != bool and not np.issubdtype(arr.dtype, np.number):
-            raise ValueError(f"{where} must be a numeric array, got dtype {arr.dtype}")
-        if np.issubdtype(arr.dtype, np.inexact) and not np.isfinite(arr).all():
-            bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-            raise ValueError(
-                f"{where} holds {bad} NaN or infinite values; clean or drop them before training"
-            )
 
 
 def _chunks(steps: int, chunk_steps: int | None) -> list[tuple[int, int]]:
@@ -169,18 +124,12 @@ def _read_history(path: Path, last_epoch: int) -> list[dict]:
     return [r for r in rows if r.get("epoch", 0) <= last_epoch]
 
 
-def _write_history(path: Path, rows: list[dict]) -> None:
-    from jaxunsup.files import atomic_write_bytes
-
-    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
-
-
-def _progress(total: int, initial: int, enabled: bool):
+def _progress(total: int, enabled: bool):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", leave=False, disable=None)
+    return tqdm(total=total, initial=0, unit="step", leave=False, disable=None)
 
 
 def fit(
@@ -241,46 +190,76 @@ def fit(
     check_positive("checkpoint_every", checkpoint_every, integer=True)
     n = _check_data(data, batch_size)
     mesh = distributed.default_mesh() if mesh is None else mesh
+    state, keys, data, n = _place(state, key, data, n, batch_size, mesh)
+    history: list[dict] = []
+    first_epoch = 1
+    if workdir is not None:
+        state, first_epoch, history = _resume(workdir, state, verbose)
+    run = functools.partial(
+        _run_chunk, train_step=train_step, batch_size=batch_size,
+        batch_sharding=_batch_sharding(mesh, key),
+    )  # fmt: skip
+    loop = _Loop(data, keys, run, n // batch_size, chunk_steps, epochs, eval_fn, eval_every,
+                 checkpoint_every, None if workdir is None else Path(workdir), verbose)  # fmt: skip
+    bar = _progress((epochs - first_epoch + 1) * loop.steps, progress and first_epoch <= epochs)
+    try:
+        with _on_mesh(mesh):
+            for epoch in range(first_epoch, epochs + 1):
+                state, row = _train_epoch(loop, state, epoch, bar)
+                history.append(row)
+    finally:
+        if bar is not None:
+            bar.close()
+    return FitResult(state, history)
+
+
+def _place(state, key, data, n: int, batch_size: int, mesh: Mesh | None):
+    """(state, (data key, step key), data, N) on the device, or replicated / split over
+    `mesh` (a batch size the mesh does not divide is refused)."""
     if mesh is not None and batch_size % mesh.size:
         raise ValueError(
             f"batch_size={batch_size} does not split over {mesh.size} devices; pass a multiple "
             f"of {mesh.size} or fewer --devices"
         )
     keys = _split(key)  # (data, step)
-    if mesh is not None:
-        state, keys = distributed.replicate((state, keys), mesh)
-        data = distributed.put_rows(data, mesh)
-        n = int(jax.tree.leaves(data)[0].shape[0])
-    else:
-        data = jax.device_put(data)
-    ckpt_dir = metrics_path = None
-    history: list[dict] = []
-    first_epoch = 1
-    if workdir is not None:
-        ckpt_dir, metrics_path = Path(workdir) / "checkpoints", Path(workdir) / "metrics.jsonl"
-        state, first_epoch, history = _resume(workdir, state, verbose)
-    run = functools.partial(
-        _run_chunk, train_step=train_step, batch_size=batch_size,
-        batch_sharding=_batch_sharding(mesh, key),
-    )  # fmt: skip
-    steps = n // batch_size
-    bar = _progress((epochs - first_epoch + 1) * steps, 0, progress and first_epoch <= epochs)
-    try:
-        with _on_mesh(mesh):
-            for epoch in range(first_epoch, epochs + 1):
-                state, sums = _epoch(state, data, keys, epoch, steps, chunk_steps, run, bar,
-                                     ckpt_dir)  # fmt: skip
-                row = {"epoch": epoch, **{k: _plain(v / steps) for k, v in sums.items()}}
-                if eval_fn is not None and (epoch % eval_every == 0 or epoch == epochs):
-                    row.update({k: _plain(v) for k, v in eval_fn(state).items()})
-                history.append(row)
-                _log(row, metrics_path, verbose)
-                if ckpt_dir is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
-                    checkpoint.save(ckpt_dir, epoch, state, {"epoch": epoch})
-    finally:
-        if bar is not None:
-            bar.close()
-    return FitResult(state, history)
+    if mesh is None:
+        return state, keys, jax.device_put(data), n
+    state, keys = distributed.replicate((state, keys), mesh)
+    data = distributed.put_rows(data, mesh)
+    return state, keys, data, int(jax.tree.leaves(data)[0].shape[0])
+
+
+class _Loop(NamedTuple):
+    """What every epoch of one `fit` call uses."""
+
+    data: Any
+    keys: tuple  # (data key, step key)
+    run: Callable  # `_run_chunk` with the step's static arguments bound
+    steps: int  # per epoch
+    chunk_steps: int | None
+    epochs: int
+    eval_fn: Callable | None
+    eval_every: int
+    checkpoint_every: int
+    workdir: Path | None
+    verbose: bool
+
+    @property
+    def ckpt_dir(self) -> Path | None:
+        return None if self.workdir is None else self.workdir / "checkpoints"
+
+
+def _train_epoch(loop: _Loop, state, epoch: int, bar) -> tuple[Any, dict]:
+    """One epoch, its evaluation, its metrics row logged, its checkpoint when one is due."""
+    state, sums = _epoch(loop, state, epoch, bar)
+    row = {"epoch": epoch, **{k: _plain(v / loop.steps) for k, v in sums.items()}}
+    last = epoch == loop.epochs
+    if loop.eval_fn is not None and (epoch % loop.eval_every == 0 or last):
+        row.update({k: _plain(v) for k, v in loop.eval_fn(state).items()})
+    _log(row, None if loop.workdir is None else loop.workdir / "metrics.jsonl", loop.verbose)
+    if loop.ckpt_dir is not None and (epoch % loop.checkpoint_every == 0 or last):
+        checkpoint.save(loop.ckpt_dir, epoch, state, {"epoch": epoch})
+    return state, row
 
 
 def _check_data(data: Any, batch_size: int) -> int:
@@ -299,7 +278,7 @@ def _check_data(data: Any, batch_size: int) -> int:
 
 def _resume(workdir, state, verbose: bool) -> tuple[Any, int, list[dict]]:
     """(state, first epoch, history) from `workdir`'s latest checkpoint, or as given."""
-    from jaxunsup.files import check_workdir
+    from jaxunsup.files import check_workdir, write_jsonl
 
     workdir = check_workdir(workdir)
     ckpt_dir, metrics_path = workdir / "checkpoints", workdir / "metrics.jsonl"
@@ -314,7 +293,7 @@ def _resume(workdir, state, verbose: bool) -> tuple[Any, int, list[dict]]:
         if verbose:
             print(f"resuming from {ckpt_dir} after epoch {first_epoch - 1}", file=sys.stderr)
     history = _read_history(metrics_path, first_epoch - 1)
-    _write_history(metrics_path, history)
+    write_jsonl(metrics_path, history)
     return state, first_epoch, history
 
 
@@ -323,13 +302,15 @@ def _on_mesh(mesh):
     return contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh)
 
 
-def _epoch(state, data, keys, epoch, steps, chunk_steps, run, bar, ckpt_dir):
+def _epoch(loop: _Loop, state, epoch: int, bar):
     """One epoch in compiled chunks; returns (state, per-metric sums over its steps)."""
     sums: dict[str, float] = {}
-    for start, size in _chunks(steps, chunk_steps):
-        state, metrics = run(
-            state, data, keys[0], np.int32(epoch), np.int32(start), keys[1], n_steps=size
-        )
+    steps, ckpt_dir = loop.steps, loop.ckpt_dir
+    for start, size in _chunks(steps, loop.chunk_steps):
+        state, metrics = loop.run(
+            state, loop.data, loop.keys[0], np.int32(epoch), np.int32(start), loop.keys[1],
+            n_steps=size,
+        )  # fmt: skip
         metrics = distributed.to_host(metrics)  # {name: [size]}
         bad = ~np.isfinite(np.asarray(metrics["loss"]))
         if bad.any():
@@ -408,82 +389,3 @@ def gradient_step(state, batch, key, *, loss_fn: Callable):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, metrics), grads = grad_fn(state.params, state.apply_fn, batch, key)
     return state.apply_gradients(grads=grads), {"loss": loss, **metrics}
-
-
-def micro_batch_size(batch: int, limit: int) -> int:
-    """Rows per micro-batch for `mean_over_micro_batches`: the largest divisor of `batch`
-    that is at most `limit`, or the whole batch when that divisor is below `limit` / 2
-    (a batch size with no divisor near the limit, e.g. a prime, is not cut into slivers)."""
-    size = max(d for d in range(1, min(batch, limit) + 1) if batch % d == 0)
-    return size if 2 * size >= min(batch, limit) else batch
-
-
-def _micro_batches(size: int, args: tuple) -> tuple[int, Any]:
-    """(rows, args cut into [rows / size, size, ...] leaves), or (rows, None) when `size` is
-    the whole batch; `size` must divide the rows."""
-    n = int(np.shape(jax.tree.leaves(args)[0])[0])
-    if n % size:
-        raise ValueError(
-            f"size {size} must divide the batch's {n} rows; pick one with micro_batch_size"
-        )
-    if size == n:
-        return n, None
-    return n, jax.tree.map(lambda a: a.reshape(n // size, size, *a.shape[1:]), args)
-
-
-def mean_over_micro_batches(fn: Callable, size: int, *args: Any) -> Any:
-    """The mean of `fn(*micro_args)` over the micro-batches of `size` rows that every leaf
-    of `args` is cut into along its first axis (which `size` must divide), summed in a
-    `lax.scan`. For an `fn` that returns batch means (a loss and its gradient), this is
-    `fn(*args)` up to float rounding, with each micro-batch's intermediates a fraction of
-    the whole batch's: they stay in cache, which makes a convolutional decoder's step
-    faster on CPU (see `vae.train_step`)."""
-    n, parts = _micro_batches(size, args)
-    if parts is None:
-        return fn(*args)
-
-    def body(total, part):
-        return jax.tree.map(jnp.add, total, fn(*part)), None
-
-    first = jax.tree.map(lambda a: a[0], parts)
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(fn, *first))
-    total, _ = jax.lax.scan(body, zeros, parts)
-    return jax.tree.map(lambda t: t / (n // size), total)
-
-
-def map_over_micro_batches(fn: Callable, size: int, *args: Any) -> Any:
-    """`fn(*args)` for an `fn` whose rows are independent, computed over micro-batches of
-    `size` rows (every leaf of `args` cut along its first axis, which `size` must divide) in a
-    `lax.map`, the outputs' leaves concatenated back along their first axis. The same rows
-    come out (up to float rounding); each micro-batch's intermediates are a fraction of the
-    whole batch's and stay in cache (on CPU the VAE's decoder runs ~3× faster on 2,000 rows
-    in parts of 20 than at once: `vae.iwae_nll`)."""
-    n, parts = _micro_batches(size, args)
-    if parts is None:
-        return fn(*args)
-    out = jax.lax.map(lambda part: fn(*part), parts)
-    return jax.tree.map(lambda o: o.reshape(n, *o.shape[2:]), out)
-
-
-def _rows(a, *, start: int, size: int) -> np.ndarray:
-    return np.asarray(a[start : start + size])
-
-
-def _pad_rows(a, *, size: int) -> np.ndarray:
-    return np.concatenate([a, np.repeat(a[-1:], size - len(a), axis=0)])
-
-
-def batched_apply(fn: Callable, data: Any, batch_size: int = 1000) -> Any:
-    """Applies a jitted `fn(batch) -> pytree` over `data` in fixed-size batches (the last
-    one padded, so one compilation serves every call) and concatenates the results."""
-    leaves = jax.tree.leaves(data)
-    n = int(np.shape(leaves[0])[0])
-    outs = []
-    for start in range(0, n, batch_size):
-        batch = jax.tree.map(functools.partial(_rows, start=start, size=batch_size), data)
-        m = int(np.shape(jax.tree.leaves(batch)[0])[0])
-        if m < batch_size and n > batch_size:
-            batch = jax.tree.map(functools.partial(_pad_rows, size=batch_size), batch)
-        out = jax.device_get(fn(batch))
-        outs.append(jax.tree.map(functools.partial(_rows, start=0, size=m), out))
-    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
