@@ -40,9 +40,10 @@ def fake_run(tmp_path):
     frames = [np.zeros((16, 16)), np.ones((16, 16))]  # black, white: visibly animated
     plots.save_gif(tmp_path / "gan-mlp" / "samples.gif", frames, fps=4)
     plots.save_image(tmp_path / "style-transfer" / "stylized.png", digits[0])
+    loss = {"metric": "train loss per 1,200 steps", "ours": [0.085, 0.06], "seed": [0.083, 0.06]}
     row = {"metric": "test MSE", "ours": 0.0507, "seed": 0.044}
     entries = {
-        "ae-stacked": _entry({"table": [row], "figures": ["reconstructions.png"]}),
+        "ae-stacked": _entry({"table": [loss, row], "figures": ["reconstructions.png"]}),
         "gan-mlp": _entry(
             {"table": [{"metric": "FD", "ours": 178.0}], "figures": ["samples.gif", "missing.png"]},
             seconds=142.3,
@@ -107,6 +108,7 @@ def test_summary_table_comes_first_with_status_time_headline_and_seed(fake_run):
                       "seed's number"]  # fmt: skip
     by_name = {r[0]: r for r in rows}
     assert list(by_name) == list(entries)
+    # ae-stacked's headline is its test MSE (`report.HEADLINES`), not its first row
     assert by_name["ae-stacked"] == ["ae-stacked", "ok", "12.5 s", "test MSE: 0.0507", "0.044"]
     assert by_name["gan-mlp"][2] == "2 min 22 s"
     assert by_name["ae-conv"][1] == "ok2 of 4 seeds stalled"  # the note's short form
