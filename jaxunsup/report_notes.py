@@ -20,8 +20,8 @@ def _ae_conv(results: dict) -> list[tuple[str, str]]:
     """Stalled seeds of the post's conv AE, with the per-seed evidence of this run."""
     cause = (
         f"test MSE above {STALL_MSE} (a black image scores 0.11): the ReLUs after the code "
-        "layer die and the decoder draws one blurred mean digit for every input, the post's "
-        "architecture (its torch model does the same) and not a port error"
+        "layer die, so every input gets the same code and the same near-black output. This is "
+        "the post's architecture (its torch model does the same), not a port error"
     )
     if "stalled_seeds" in results:
         stalled, per_seed = results["stalled_seeds"], results["test_mse_per_seed"]
