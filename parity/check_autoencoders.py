@@ -35,7 +35,15 @@ from parity import torch_autoencoders as ta
 from parity import torch_models
 from parity.convert import params_to_torch, torch_to_params
 from parity.device import module, numpy
-from parity.helpers import IMPLS, mnist_batches, nchw, one_torch_thread, row, worst
+from parity.helpers import (
+    IMPLS,
+    grad_rows,
+    mnist_batches,
+    nchw,
+    one_torch_thread,
+    row,
+    worst,
+)
 
 
 def _batches(n_batches: int, batch_size: int) -> np.ndarray:
@@ -257,10 +265,7 @@ def check_stacked_ae(steps: int = 100, batch_size: int = 50) -> list[dict]:
         t_loss = torch.nn.functional.mse_loss(t_in, ref(t_in.view(-1, 784)).view(-1, 1, 28, 28))
         t_loss.backward()
         rows.append(row(name, "L1", "loss", loss, t_loss.item(), atol=1e-6))
-        ours_g = params_to_torch(grads, sd)
-        g_err = [row(name, "L1", k, ours_g[k], numpy(p.grad), atol=1e-6)
-                 for k, p in ref.named_parameters()]  # fmt: skip
-        rows.append(worst(g_err, "gradients (all layers)"))
+        rows.append(grad_rows(name, grads, ref, atol=1e-6))
         # L2: one Adam step from the same weights (torch default eps 1e-8 = optax's)
         state = training.create_train_state(model.apply, params, optax.adam(lr))
         state, _ = autoencoder.train_step(state, jnp.asarray(x), jax.random.key(0))

@@ -11,7 +11,7 @@ from jaxunsup import basics, data
 from parity import torch_basics
 from parity.convert import params_to_torch, torch_to_params
 from parity.device import module, numpy, tensor
-from parity.helpers import row, worst
+from parity.helpers import grad_rows, row, worst
 
 
 def _china(size: int = 100) -> np.ndarray:
@@ -42,7 +42,7 @@ def check_restore_image(steps: int = 300) -> list[dict]:
     rows.append(row(name, "L1", "distance", loss, t_loss.item(), atol=0, rtol=1e-6))
     rows.append(row(name, "L1", "gradient", grad, numpy(t_x.grad), atol=1e-7, rtol=1e-5))
     # L3: the post's loop for the first `steps` iterations
-    x, losses = basics.restore(broken, x0, lr=lr, iterations=steps, log_every=steps,
+    x, losses = basics.recover_image(broken, x0, lr=lr, iterations=steps, log_every=steps,
                                verbose=False)  # fmt: skip
     t_x, t_losses = torch_basics.restore(t_broken, tensor(x0), lr, steps)
     rows.append(row(name, "L3", f"loss trace, {steps} steps", losses, t_losses, 0, rtol=1e-5))
@@ -79,10 +79,7 @@ def check_blobs_classifier(epochs: int = 100) -> list[dict]:
         t_loss = torch.nn.BCELoss()(ref(t_x).squeeze(), t_y)
         t_loss.backward()
         rows.append(row(name, "L1", "BCE", loss, t_loss.item(), atol=1e-6))
-        ours_g = params_to_torch(grads, sd)
-        g_err = [row(name, "L1", k, ours_g[k], numpy(p.grad), atol=1e-6)
-                 for k, p in ref.named_parameters()]  # fmt: skip
-        rows.append(worst(g_err, "gradients (all layers)"))
+        rows.append(grad_rows(name, grads, ref, atol=1e-6))
         # L2 / L3: one SGD step, then `epochs` epochs
         for level, n in (("L2", 1), ("L3", epochs)):
             ref.load_state_dict(sd)

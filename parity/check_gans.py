@@ -19,7 +19,7 @@ from jaxunsup import data, dcgan, gan, gan_simple, training
 from parity import torch_gans
 from parity.convert import params_to_torch, torch_to_params
 from parity.device import module, numpy, tensor, torch_device
-from parity.helpers import IMPLS, row, worst
+from parity.helpers import IMPLS, grad_rows, row, worst
 
 
 def _t(x) -> torch.Tensor:
@@ -75,15 +75,6 @@ def _param_rows(model, level, what, ours_params, torch_module, atol):
                   what)  # fmt: skip
 
 
-def _grad_rows(model, what, grads, torch_module, atol):
-    sd = torch_module.state_dict()
-    ours = params_to_torch(grads, sd)
-    return worst(
-        [row(model, "L1", k, ours[k], numpy(p.grad), atol=atol)
-         for k, p in torch_module.named_parameters()], what,
-    )  # fmt: skip
-
-
 def _gan_l1(name, g_ref, d_ref, state, spec, real, noise) -> list[dict]:
     """L1: D loss (real 1 + fake 0) and G loss, with their gradients, at `state`'s params."""
     z_d, z_g = noise
@@ -108,13 +99,13 @@ def _gan_l1(name, g_ref, d_ref, state, spec, real, noise) -> list[dict]:
     t_d.backward()
     ours_d, grads = jax.value_and_grad(d_loss)(d.params)
     rows += [row(name, "L1", "D loss", ours_d, t_d.item(), atol=1e-5, rtol=1e-5),
-             _grad_rows(name, "D gradients (all layers)", grads, d_ref, atol=1e-5)]  # fmt: skip
+             grad_rows(name, grads, d_ref, atol=1e-5, what="D gradients (all layers)")]  # fmt: skip
     g_ref.zero_grad()
     t_g = crit(d_ref(g_ref(z_g)), ones)
     t_g.backward()
     ours_g, grads = jax.value_and_grad(g_loss)(g.params)
     rows += [row(name, "L1", "G loss", ours_g, t_g.item(), atol=1e-5, rtol=1e-5),
-             _grad_rows(name, "G gradients (all layers)", grads, g_ref, atol=1e-5)]  # fmt: skip
+             grad_rows(name, grads, g_ref, atol=1e-5, what="G gradients (all layers)")]  # fmt: skip
     return rows
 
 

@@ -19,7 +19,7 @@ from jaxunsup import data, layers, training, vae
 from parity import torch_vae
 from parity.convert import params_to_torch, torch_to_params
 from parity.device import module, numpy, tensor
-from parity.helpers import IMPLS, nchw, row, worst
+from parity.helpers import IMPLS, grad_rows, nchw, row, worst
 
 # (input size, channels, kernel, stride): the post's model and two other shapes of its rules
 SHAPES = [(28, (1, 32, 64), 3, 2), (32, (1, 16, 32, 64), 3, 2), (28, (1, 8, 16), 3, 4)]
@@ -129,11 +129,8 @@ def _gradient_rows(name, impl, key, x) -> list[dict]:
     xhat, mean, logvar = ref(t_x, tensor(eps))
     t_loss = torch_vae.lossfunc(mean, logvar, t_x, xhat)
     t_loss.backward()
-    ours_g = params_to_torch(grads, sd)
-    g_err = [row(name, "L1", n, ours_g[n], numpy(p.grad), atol=1e-4, rtol=1e-4)
-             for n, p in ref.named_parameters()]  # fmt: skip
     return [row(name, "L1", "loss", loss, t_loss.item(), atol=0, rtol=1e-5),
-            worst(g_err, "gradients (all layers)")]  # fmt: skip
+            grad_rows(name, grads, ref, atol=1e-4, rtol=1e-4)]  # fmt: skip
 
 
 def _training_rows(name, impl, key, batches, lr) -> list[dict]:

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from jaxunsup import data
-from parity.device import tensor
+from parity.convert import params_to_torch
+from parity.device import numpy, tensor
 
 IMPLS = ("matmul", "xla")  # the conv impls every conv model's L0/L1 rows cover
 
@@ -36,6 +37,16 @@ def worst(rows: list[dict], what: str) -> dict:
     """The row with the largest abs error, renamed `what`, ok only if every row is."""
     top = max(rows, key=lambda r: r["max_abs"])
     return {**top, "what": what, "ok": all(r["ok"] for r in rows)}
+
+
+def grad_rows(model, grads, ref: torch.nn.Module, atol, rtol=0.0,
+              what="gradients (all layers)") -> dict:  # fmt: skip
+    """L1: our `grads` (flax layout) against the `.grad` of each of `ref`'s parameters, as the
+    worst row."""
+    ours = params_to_torch(grads, ref.state_dict())
+    rows = [row(model, "L1", k, ours[k], numpy(p.grad), atol=atol, rtol=rtol)
+            for k, p in ref.named_parameters()]  # fmt: skip
+    return worst(rows, what)
 
 
 def nchw(x) -> torch.Tensor:
