@@ -61,7 +61,7 @@ def mnist_batches(n_batches: int, batch_size: int) -> np.ndarray:
 
 
 def one_torch_thread(fn):
-    """Runs a check with one torch thread: its pool spin-waits on shared cores (10× slower
+    """Runs a check with one torch thread: its pool spin-waits on shared cores (far slower
     steps on a busy 2-core machine), and one thread gives the same numbers."""
 
     @functools.wraps(fn)
