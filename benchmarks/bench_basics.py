@@ -9,15 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from jaxunsup import basics, data
+from jaxunsup import basics, data, restoration
 from parity import torch_basics
 
 
 def _ours(broken: np.ndarray, x0: np.ndarray, iterations: int) -> float:
     run = dict(lr=0.8, iterations=iterations, log_every=1_000, verbose=False)
-    jax.block_until_ready(basics.restore(broken, x0, **run))  # compile every chunk size
+    jax.block_until_ready(basics.recover_image(broken, x0, **run))  # compile every chunk size
     start = time.perf_counter()
-    jax.block_until_ready(basics.restore(broken, x0, **run))
+    jax.block_until_ready(basics.recover_image(broken, x0, **run))
     return time.perf_counter() - start
 
 
@@ -27,7 +27,7 @@ def _plain_autodiff_steps(x, broken):
 
     def body(x, _):
         loss, grad = jax.value_and_grad(
-            lambda v: basics.distance_loss(basics._weird_forward(v, 5), broken)
+            lambda v: basics.distance_loss(restoration._weird_forward(v, 5), broken)
         )(x)
         return x - 0.8 * grad, loss
 

@@ -1,5 +1,6 @@
 """Post 002: the corrupting function, restoration by gradient descent, the blobs classifier."""
 
+import functools
 import json
 
 import jax
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss
 
-from jaxunsup import basics, checkpoint, cli
+from jaxunsup import basics, checkpoint, cli, restoration
 
 
 def np_weird_function(x: np.ndarray, n_iter: int = 5) -> np.ndarray:
@@ -52,7 +53,8 @@ def test_vjp_is_the_transpose_of_the_linear_map(n):
     np.testing.assert_allclose(vjp(jnp.asarray(g))[0], a.T @ g, atol=1e-6)
     np.testing.assert_allclose(basics.weird_function_adjoint(jnp.asarray(g)), a.T @ g, atol=1e-6)
     # and equal to JAX's own autodiff of the plain implementation
-    plain_vjp = jax.jit(lambda v, g: jax.vjp(lambda u: basics._weird_forward(u, 5), v)[1](g)[0])
+    plain = functools.partial(restoration._weird_forward, n_iter=5)
+    plain_vjp = jax.jit(lambda v, g: jax.vjp(plain, v)[1](g)[0])
     np.testing.assert_allclose(vjp(jnp.asarray(g))[0], plain_vjp(x, g), atol=1e-7)
 
 
@@ -84,22 +86,22 @@ def test_small_restoration_converges_to_the_original(compile_counter):
     np.testing.assert_allclose(np.linalg.solve(np_matrix(100), broken), original, atol=1e-4)
     x0 = jax.random.normal(jax.random.key(0), (100,))
     kw = dict(lr=0.1, iterations=20_000, log_every=10_000, verbose=False)
-    x, losses = basics.restore(broken, x0, **kw)
+    x, losses = basics.recover_image(broken, x0, **kw)
     assert losses.shape == (20_000,)
     assert losses[-1] < 1e-2 * losses[0]
     np.testing.assert_allclose(x, original, atol=1e-2)
     with compile_counter:
-        basics.restore(broken, x, **kw)
+        basics.recover_image(broken, x, **kw)
     assert compile_counter.count == 0
 
 
 def test_restore_rejects_bad_vectors():
     with pytest.raises(ValueError, match="same shape"):
-        basics.restore(np.zeros(10), np.zeros(11))
+        basics.recover_image(np.zeros(10), np.zeros(11))
     with pytest.raises(ValueError, match="NaN"):
-        basics.restore(np.zeros(10), np.full(10, np.nan))
+        basics.recover_image(np.zeros(10), np.full(10, np.nan))
     with pytest.raises(ValueError, match="lr"):
-        basics.restore(np.zeros(10), np.zeros(10), lr=0.0)
+        basics.recover_image(np.zeros(10), np.zeros(10), lr=0.0)
 
 
 # --- the restore-image experiment --------------------------------------------------------------
