@@ -39,8 +39,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxunsup import autoencoder, layers, seeds, training
-from jaxunsup.autoencoder import decode, encode, reconstruct  # noqa: F401  (the model's API)
+from jaxunsup import ae_run, autoencoder, layers, seeds, training
+from jaxunsup.autoencoder import (  # noqa: F401  (the model's API; the family's MSE step)
+    decode,
+    encode,
+    loss_fn,
+    reconstruct,
+    train_step,
+)
+from jaxunsup.data import Source
 from jaxunsup.files import prepare_workdir, write_json
 
 STALL_MSE = 0.1  # a seed whose test MSE stays above this has stalled (a black image: 0.11)
@@ -57,7 +64,7 @@ class ConvConfig:
     epochs: int = 51
     seed: int = 0
     n_seeds: int = 1
-    source: str = "auto"
+    source: Source = "auto"  # `data.load_mnist`'s
     data_dir: str | None = None
     n_train: int | None = None  # None: every training image
     n_test: int | None = None
@@ -115,42 +122,26 @@ def create_state(key: jax.Array, cfg: ConvConfig, example: jax.Array):
     return training.create_train_state(model.apply, params, optax.adam(cfg.lr))
 
 
-def loss_fn(params, apply_fn, batch, key):
-    """MSE between the batch and its reconstruction (the post's `criterion(outputs, inputs)`)."""
-    del key  # deterministic model
-    recon = apply_fn(params, batch)
-    return jnp.mean((recon - batch) ** 2), {}
-
-
-train_step = functools.partial(training.gradient_step, loss_fn=loss_fn)
-
-
 def restore(workdir: str | os.PathLike, cfg: ConvConfig | None = None):
     """The trained conv AE in `workdir` (its latest checkpoint); returns (state, cfg)."""
-    cfg = cfg if cfg is not None else autoencoder.load_config(ConvConfig, workdir)
-    return autoencoder.restore_states(create_state, workdir, cfg), cfg
+    return autoencoder.restore_run(create_state, workdir, ConvConfig if cfg is None else cfg)
 
 
-def _validate(cfg: ConvConfig) -> None:
-    training.check_positive("lr", cfg.lr)
-    training.check_positive("batch_size", cfg.batch_size, integer=True)
-    training.check_positive("epochs", cfg.epochs, integer=True)
-    training.check_positive("checkpoint_every", cfg.checkpoint_every, integer=True)
-    training.check_positive("n_seeds", cfg.n_seeds, integer=True)
-    training.check_positive("channels", cfg.channels, integer=True)
-    training.check_positive("latent", cfg.latent, integer=True)
+def check_config(cfg: ConvConfig) -> None:
+    """Raises ValueError naming the field of a bad `cfg`."""
+    autoencoder.check_training(cfg, "channels", "latent")
 
 
 def run(cfg: ConvConfig, workdir: str | os.PathLike, data=None) -> dict:
     """Trains the conv AE; writes config.json, metrics.jsonl, checkpoints, figures and
     results.json into `workdir`; returns the results dict."""
-    _validate(cfg)
-    raw = data if data is not None else autoencoder.load_data(cfg)
-    train, test = autoencoder.checked_data(*raw, n_train=cfg.n_train, n_test=cfg.n_test)
+    check_config(cfg)
+    raw = data if data is not None else ae_run.load_data(cfg)
+    train, test = ae_run.checked_data(*raw, n_train=cfg.n_train, n_test=cfg.n_test)
     workdir = prepare_workdir(workdir, cfg)
     key_init, key_fit = seeds.split(seeds.keys(cfg.seed, cfg.n_seeds))
     state = autoencoder.create_states(create_state, key_init, cfg, jnp.asarray(train.images[:1]))
-    state, results = autoencoder.train_and_evaluate(
+    state, results = ae_run.train_and_evaluate(
         "ae-conv", cfg, workdir, state, train_step, train.images, test.images, test, key=key_fit
     )
     if cfg.n_seeds > 1:  # the seeds where training stalls (worse than a black image: 0.11)

@@ -31,8 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxunsup import autoencoder, seeds, training
+from jaxunsup import ae_run, autoencoder, seeds, training
 from jaxunsup.autoencoder import decode, encode, reconstruct  # noqa: F401  (the model's API)
+from jaxunsup.data import Source
 from jaxunsup.files import prepare_workdir, write_json
 
 
@@ -49,7 +50,7 @@ class DenoisingConfig:
     epochs: int = 51
     seed: int = 0
     n_seeds: int = 1
-    source: str = "auto"
+    source: Source = "auto"  # `data.load_mnist`'s
     data_dir: str | None = None
     n_train: int | None = None  # None: every training image
     n_test: int | None = None
@@ -107,19 +108,13 @@ def denoise(state, noisy: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np
 
 def restore(workdir: str | os.PathLike, cfg: DenoisingConfig | None = None):
     """The trained denoiser in `workdir` (its latest checkpoint); returns (state, cfg)."""
-    cfg = cfg if cfg is not None else autoencoder.load_config(DenoisingConfig, workdir)
-    return autoencoder.restore_states(create_state, workdir, cfg), cfg
+    return autoencoder.restore_run(create_state, workdir, DenoisingConfig if cfg is None else cfg)
 
 
-def _validate(cfg: DenoisingConfig) -> None:
+def check_config(cfg: DenoisingConfig) -> None:
+    """Raises ValueError naming the field of a bad `cfg`."""
     training.check_positive("noise_std", cfg.noise_std)
-    training.check_positive("lr", cfg.lr)
-    training.check_positive("batch_size", cfg.batch_size, integer=True)
-    training.check_positive("epochs", cfg.epochs, integer=True)
-    training.check_positive("checkpoint_every", cfg.checkpoint_every, integer=True)
-    training.check_positive("n_seeds", cfg.n_seeds, integer=True)
-    if not cfg.hidden or any(int(h) <= 0 for h in cfg.hidden):
-        raise ValueError(f"hidden must be a non-empty tuple of positive sizes, got {cfg.hidden}")
+    autoencoder.check_config(cfg)  # the stacked AE's fields
 
 
 def _noisy_test_mse(state, noisy, clean) -> dict:
@@ -158,9 +153,9 @@ def run(cfg: DenoisingConfig, workdir: str | os.PathLike, data=None) -> dict:
     metrics.jsonl, checkpoints, figures and results.json into `workdir`; returns the results."""
     from jaxunsup import plots
 
-    _validate(cfg)
-    raw = data if data is not None else autoencoder.load_data(cfg)
-    train, test = autoencoder.checked_data(*raw, n_train=cfg.n_train, n_test=cfg.n_test)
+    check_config(cfg)
+    raw = data if data is not None else ae_run.load_data(cfg)
+    train, test = ae_run.checked_data(*raw, n_train=cfg.n_train, n_test=cfg.n_test)
     workdir = prepare_workdir(workdir, cfg)
     key_init, key_fit, key_test = seeds.split(seeds.keys(cfg.seed, cfg.n_seeds), 3)
     if cfg.n_seeds > 1:  # every seed is scored on seed `cfg.seed`'s noisy test set
@@ -172,7 +167,7 @@ def run(cfg: DenoisingConfig, workdir: str | os.PathLike, data=None) -> dict:
         return _noisy_test_mse(state, noisy, test.images)
 
     step = make_train_step(float(cfg.noise_std), bool(cfg.seed_compat))
-    state, results = autoencoder.train_and_evaluate(
+    state, results = ae_run.train_and_evaluate(
         "ae-denoising", cfg, workdir, autoencoder.create_states(create_state, key_init, cfg,
         example), step, train.images, test.images, test, key=key_fit, eval_fn=eval_fn,
     )  # fmt: skip

@@ -47,8 +47,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxunsup import autoencoder, layers, seeds, training
-from jaxunsup.autoencoder import decode, encode, reconstruct  # noqa: F401  (the model's API)
+from jaxunsup import ae_run, autoencoder, layers, seeds, training
+from jaxunsup.autoencoder import (  # noqa: F401  (the model's API; Keras's loss='mse' step)
+    decode,
+    encode,
+    loss_fn,
+    reconstruct,
+    train_step,
+)
+from jaxunsup.data import Source
 from jaxunsup.files import prepare_workdir, write_json
 
 KERAS_ADAM_EPS = 1e-7  # tf.keras.optimizers.Adam's default epsilon
@@ -66,7 +73,7 @@ class KerasMLPConfig:
     epochs: int = 500
     seed: int = 0
     n_seeds: int = 1
-    source: str = "auto"
+    source: Source = "auto"  # `data.load_mnist`'s
     data_dir: str | None = None
     n_train: int | None = 3000  # the post's `mnist.data[:3000]`; None: every training image
     n_test: int | None = None
@@ -83,7 +90,7 @@ class KerasCNNConfig:
     epochs: int = 500
     seed: int = 0
     n_seeds: int = 1
-    source: str = "auto"
+    source: Source = "auto"  # `data.load_mnist`'s
     data_dir: str | None = None
     n_train: int | None = 3000
     n_test: int | None = None
@@ -184,42 +191,25 @@ def create_state(key: jax.Array, cfg: KerasMLPConfig | KerasCNNConfig, example: 
     return training.create_train_state(model.apply, params, tx)
 
 
-def loss_fn(params, apply_fn, batch, key):
-    """Keras's `loss='mse'`: the mean squared error over pixels and batch."""
-    del key  # deterministic model
-    recon = apply_fn(params, batch)
-    return jnp.mean((recon - batch) ** 2), {}
-
-
-train_step = functools.partial(training.gradient_step, loss_fn=loss_fn)
-
-
 def restore(workdir: str | os.PathLike, cfg: KerasMLPConfig | KerasCNNConfig):
     """The trained model in `workdir` (its latest checkpoint); returns (state, cfg).
 
     `cfg` is a Config instance or class (`KerasMLPConfig` / `KerasCNNConfig`); a class is
     filled from the run's `config.json`.
     """
-    if isinstance(cfg, type):
-        cfg = autoencoder.load_config(cfg, workdir)
-    return autoencoder.restore_states(create_state, workdir, cfg), cfg
+    return autoencoder.restore_run(create_state, workdir, cfg)
 
 
-def _validate(cfg) -> None:
-    training.check_positive("lr", cfg.lr)
-    training.check_positive("batch_size", cfg.batch_size, integer=True)
-    training.check_positive("epochs", cfg.epochs, integer=True)
-    training.check_positive("checkpoint_every", cfg.checkpoint_every, integer=True)
-    training.check_positive("n_seeds", cfg.n_seeds, integer=True)
+def check_config(cfg: KerasMLPConfig | KerasCNNConfig) -> None:
+    """Raises ValueError naming the field of a bad `cfg`."""
     sizes = ("hidden", "latent") if isinstance(cfg, KerasMLPConfig) else ("filters",)
-    for name in sizes:
-        training.check_positive(name, getattr(cfg, name), integer=True)
+    autoencoder.check_training(cfg, *sizes)
 
 
 def _run(name: str, cfg, workdir, data, preprocess) -> dict:
-    _validate(cfg)
-    raw = data if data is not None else autoencoder.load_data(cfg)
-    train, test = autoencoder.checked_data(*raw, n_train=cfg.n_train, n_test=cfg.n_test)
+    check_config(cfg)
+    raw = data if data is not None else ae_run.load_data(cfg)
+    train, test = ae_run.checked_data(*raw, n_train=cfg.n_train, n_test=cfg.n_test)
     if cfg.batch_size > len(train.images):
         raise ValueError(
             f"batch_size={cfg.batch_size} is larger than the {len(train.images)} training "
@@ -230,7 +220,7 @@ def _run(name: str, cfg, workdir, data, preprocess) -> dict:
     key_init, key_fit = seeds.split(seeds.keys(cfg.seed, cfg.n_seeds))
     state = autoencoder.create_states(create_state, key_init, cfg, jnp.asarray(images[:1]))
     shown = (float(test_inputs[:10].min()), float(test_inputs[:10].max()))
-    state, results = autoencoder.train_and_evaluate(
+    state, results = ae_run.train_and_evaluate(
         name, cfg, workdir, state, train_step, images, test_inputs, test, key=key_fit,
         value_range=shown,
     )  # fmt: skip

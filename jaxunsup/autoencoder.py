@@ -17,9 +17,11 @@ Deviations:
 The test images' codes are clustered with post 004's k-means and scored against the labels
 (`jaxunsup.latent_clustering`), as for every autoencoder of the family.
 
-This module also holds what the family shares: `encode`, `decode` and `reconstruct` work for
-any state whose model has `encode`/`decode` methods (`ae_denoising`, `ae_conv`, `ae_keras`),
-and `load_config` reads a run's `config.json` back for `restore`.
+This module also holds the model API the family shares: `encode`, `decode` and `reconstruct`
+work for any state whose model has `encode`/`decode` methods (`ae_denoising`, `ae_conv`,
+`ae_keras`), `loss_fn` / `train_step` are every plain autoencoder's MSE step, `restore_run`
+loads a finished run back and `check_training` checks the fields every family Config has. The
+family's `run` body is `ae_run`.
 
 Run: `jaxunsup run ae-stacked --workdir runs/ae-stacked` (add `--epochs 60` for the embedded set).
 """
@@ -37,8 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxunsup import backend, latent_clustering, layers, seeds, training
-from jaxunsup import data as data_lib
+from jaxunsup import backend, layers, seeds, training
+from jaxunsup.data import Source
 from jaxunsup.files import prepare_workdir, read_json, write_json
 
 SEED_EPOCH_LOSSES = (0.083, 0.060, 0.051, 0.044)  # post 000 §2, epochs 1-4
@@ -55,7 +57,7 @@ class StackedConfig:
     epochs: int = 51
     seed: int = 0
     n_seeds: int = 1
-    source: str = "auto"
+    source: Source = "auto"  # `data.load_mnist`'s
     data_dir: str | None = None
     checkpoint_every: int = 10
 
@@ -209,8 +211,15 @@ def load_config(config_cls: type, workdir: str | os.PathLike):
 
 def restore(workdir: str | os.PathLike, cfg: StackedConfig | None = None):
     """The trained stacked AE in `workdir` (its latest checkpoint); returns (state, cfg)."""
-    cfg = cfg if cfg is not None else load_config(StackedConfig, workdir)
-    return restore_states(create_state, workdir, cfg), cfg
+    return restore_run(create_state, workdir, StackedConfig if cfg is None else cfg)
+
+
+def restore_run(create_fn, workdir: str | os.PathLike, cfg):
+    """(state, cfg) of the finished run in `workdir`: its latest checkpoint of `create_fn`'s
+    model. `cfg` is the run's Config, or a Config class filled from its `config.json`."""
+    if isinstance(cfg, type):
+        cfg = load_config(cfg, workdir)
+    return restore_states(create_fn, workdir, cfg), cfg
 
 
 def restore_states(create_fn, workdir: str | os.PathLike, cfg):
@@ -227,162 +236,34 @@ def window_means(values: list[float], window: int) -> list[float]:
     return [float(np.mean(values[i * window : (i + 1) * window])) for i in range(n)]
 
 
-def _validate(cfg: StackedConfig) -> None:
+def check_training(cfg, *sizes: str) -> None:
+    """Raises ValueError naming the field unless the training fields every autoencoder's
+    Config has (lr, batch_size, epochs, checkpoint_every, n_seeds) and the model sizes named
+    in `sizes` are positive."""
     training.check_positive("lr", cfg.lr)
-    training.check_positive("batch_size", cfg.batch_size, integer=True)
-    training.check_positive("epochs", cfg.epochs, integer=True)
-    training.check_positive("checkpoint_every", cfg.checkpoint_every, integer=True)
-    training.check_positive("n_seeds", cfg.n_seeds, integer=True)
+    for name in ("batch_size", "epochs", "checkpoint_every", "n_seeds", *sizes):
+        training.check_positive(name, getattr(cfg, name), integer=True)
+
+
+def check_config(cfg: StackedConfig) -> None:
+    """Raises ValueError naming the field of a bad `cfg` (also a DenoisingConfig's)."""
+    check_training(cfg)
     if not cfg.hidden or any(int(h) <= 0 for h in cfg.hidden):
         raise ValueError(f"hidden must be a non-empty tuple of positive sizes, got {cfg.hidden}")
-
-
-def load_data(cfg) -> tuple[data_lib.ImageData, data_lib.ImageData]:
-    train = data_lib.load_mnist("train", source=cfg.source, data_dir=cfg.data_dir)
-    test = data_lib.load_mnist("test", source=cfg.source, data_dir=cfg.data_dir)
-    return train, test
-
-
-def checked_data(
-    train: data_lib.ImageData,
-    test: data_lib.ImageData,
-    n_train: int | None = None,
-    n_test: int | None = None,
-) -> tuple[data_lib.ImageData, data_lib.ImageData]:
-    """The first `n_train` / `n_test` images (None: all), validated before any compilation:
-    [N, 28, 28, 1] finite images and one integer label per test image."""
-    for name, n in (("n_train", n_train), ("n_test", n_test)):
-        if n is not None:
-            training.check_positive(name, n, integer=True)
-    train = train._replace(images=train.images[:n_train], labels=train.labels[:n_train])
-    test = test._replace(images=test.images[:n_test], labels=test.labels[:n_test])
-    images = training.check_images("train images", train.images, (28, 28, 1))
-    test_images = training.check_images("test images", test.images, (28, 28, 1))
-    labels = latent_clustering.check_labels("test labels", test.labels, len(test_images))
-    return train._replace(images=images), test._replace(images=test_images, labels=labels)
-
-
-def train_and_evaluate(
-    name: str,
-    cfg,
-    workdir: Path,
-    state,
-    step,
-    images: np.ndarray,
-    test_inputs: np.ndarray,
-    test: data_lib.ImageData,
-    *,
-    key: jax.Array,
-    value_range: tuple[float, float] = (0.0, 1.0),
-    eval_fn=None,
-) -> tuple[object, dict]:
-    """The family's shared `run` body: fit, per-epoch test MSE, figures, latent clustering.
-
-    Args:
-      name: the experiment's name (results.json's "experiment").
-      cfg: a Config with `epochs`, `batch_size`, `checkpoint_every` and `seed`.
-      state, step: the initial train state and its module-level `train_step`; a stacked
-        state (`create_states` from `seeds.keys`) trains every seed at once with `key` the
-        stacked fit keys, and results gain per-seed numbers and mean/std rows.
-      images, test_inputs: the model's training and test inputs (after any preprocessing).
-      test: the raw test set (shown in the cluster figure; labels score the clustering).
-      key: the `fit` key.
-      value_range: the range of `test_inputs` shown as black..white in the figures.
-      eval_fn: `state -> dict` with at least "test_mse", run after every epoch; default the
-        MSE of `test_inputs`' reconstructions.
-
-    Returns:
-      (state, results) with the keys every autoencoder reports; the caller adds its own and
-      writes results.json.
-    """
-    from jaxunsup import plots
-
-    def test_mse(state):
-        return {"test_mse": float(np.mean(reconstruct(state, test_inputs)[1]))}
-
-    eval_fn = functools.partial(seeds.evaluate, eval_fn or test_mse)
-    state, history = training.fit(
-        state, seeds.step_for(step, state), images, key=key, epochs=cfg.epochs,
-        batch_size=cfg.batch_size, workdir=workdir, checkpoint_every=cfg.checkpoint_every,
-        eval_fn=eval_fn,
-    )  # fmt: skip
-    n_seeds = seeds.count(state)
-    shown = state if n_seeds is None else seeds.unstack(state, 0)  # seed 0's figures
-    recon = reconstruct(shown, test_inputs)[0][:10]  # the shape eval_fn compiled for
-    train_loss, test_mse = [r["loss"] for r in history], [r["test_mse"] for r in history]
-    figures = [
-        plots.save_image_rows(
-            workdir / "reconstructions.png", [test_inputs[:10], recon], ["input", "output"],
-            value_range=value_range,
-        ).name,
-        plots.save_loss_curves(
-            workdir / "loss.png", {"train": train_loss, "test": test_mse}, ylabel="MSE"
-        ).name,
-    ]  # fmt: skip
-    clusters = latent_clustering.evaluate(
-        workdir, encode(shown, test_inputs), test.images, test.labels, seed=cfg.seed
-    )
-    results = {
-        "experiment": name,
-        "data": test.source,
-        "n_train": len(images),
-        "n_test": len(test_inputs),
-        "steps_per_epoch": len(images) // cfg.batch_size,
-        "train_loss": train_loss,
-        "test_mse_curve": test_mse,
-        "test_mse": test_mse[-1],
-        "clustering": {k: clusters[k] for k in ("latent", "pixels")},
-        "figures": figures + clusters["figures"],
-        "table": [
-            {"metric": "test MSE", "ours": round(test_mse[-1], 4), "seed": None},
-            *clusters["table"],
-        ],
-    }
-    if n_seeds is not None:
-        _add_seed_results(results, state, history, test_inputs, test.labels, cfg.seed)
-    return state, results
-
-
-def _add_seed_results(results, state, history, test_inputs, labels, seed: int) -> None:
-    """Per-seed curves and scores, and mean/std rows in the table (seed 0 fills the rest)."""
-    n = seeds.count(state)
-    final = history[-1]["test_mse_per_seed"]
-    latent = [results["clustering"]["latent"]]
-    from threadpoolctl import threadpool_limits  # as latent_clustering.evaluate: one thread
-
-    for i in range(1, n):  # seed 0's scores came with its figures
-        codes = encode(seeds.unstack(state, i), test_inputs)
-        with threadpool_limits(limits=1):
-            assignments, inertia = latent_clustering.kmeans(codes, **latent_clustering.KMEANS_ARGS)
-        latent.append({**latent_clustering.scores(labels, assignments), "inertia": inertia})
-    results.update(
-        seeds=[seed + i for i in range(n)],
-        train_loss_per_seed=[r["loss_per_seed"] for r in history],  # [epoch][seed]
-        test_mse_per_seed=final,
-        test_mse_std=seeds.summary(final)["std"],
-    )
-    results["clustering"]["latent_per_seed"] = latent
-    acc = [s["acc"] for s in latent]
-    results["table"][:2] = [
-        {"metric": f"test MSE, mean/std over {n} seeds", "ours": seeds.mean_std(final),
-         "seed": None},
-        {"metric": f"test MSE per seed ({seed}..{seed + n - 1})",
-         "ours": [round(v, 4) for v in final], "seed": None},
-        {"metric": "k-means on test latents: acc, mean/std over seeds",
-         "ours": seeds.mean_std(acc), "seed": None},
-    ]  # fmt: skip
 
 
 def run(cfg: StackedConfig, workdir: str | os.PathLike, data=None) -> dict:
     """Trains the stacked AE; writes config.json, metrics.jsonl, checkpoints, figures and
     results.json into `workdir`; returns the results dict."""
-    _validate(cfg)
-    train, test = checked_data(*(data if data is not None else load_data(cfg)))
+    check_config(cfg)
+    from jaxunsup import ae_run  # the family's run body (it imports this module)
+
+    train, test = ae_run.checked_data(*(data if data is not None else ae_run.load_data(cfg)))
     workdir = prepare_workdir(workdir, cfg)
 
     key_init, key_fit = seeds.split(seeds.keys(cfg.seed, cfg.n_seeds))
     state = create_states(create_state, key_init, cfg, jnp.asarray(train.images[:1]))
-    state, results = train_and_evaluate(
+    state, results = ae_run.train_and_evaluate(
         "ae-stacked", cfg, workdir, state, train_step, train.images, test.images, test,
         key=key_fit,
     )  # fmt: skip

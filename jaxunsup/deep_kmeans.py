@@ -28,19 +28,15 @@ Options (each measured against the post's recipe in the README):
   reconstructs the augmented images, and DEC's target comes from the clean ones.
 - `init="pretrain-tsne"`: as `pretrain-kmeans`, but the centroids are the mean latents of
   the clusters k-means++ finds on a 2-d t-SNE map of the latents (the manifold step of N2D,
-  McConville et al. 2020). On the embedded digits k-means in the latent space merges digits
-  (4/9, 3/5/8) into shared clusters that DEC never separates: with augmentation and DEC,
-  0.791 ± 0.012 from k-means++ centroids against 0.930 ± 0.043 from the t-SNE map (3 seeds,
-  the README's commands).
+  McConville et al. 2020): k-means in the latent space can merge digits (4/9, 3/5/8) into
+  shared clusters that DEC never separates (the README compares the two).
 - `code_relu=False`: a linear 10-d code (DEC, IDEC and Fard et al. all use one). With the
-  post's ReLU, units whose pre-activation is negative for every image at init stay dead: on
-  the embedded digits 3-7 of the 10 code units are dead from step 0 for seeds 0-5.
+  post's ReLU, units whose pre-activation is negative for every image at init stay dead.
 - `output_bias="mean"`: the last layer's bias starts at the logit of the mean training pixel
   instead of torch's U(−1/12, 1/12) draw. From torch's init (sigmoid ≈ 0.5 everywhere) the
-  first Adam steps push every output down together, the codes grow to 10-60 and the sigmoid
-  saturates: after 3 epochs on the 5,000 digits, 3 of 6 seeds are stuck at MSE 0.13 (worse
-  than a black image, 0.11), and the post's torch model from torch seeds 0-2 is at 0.13 after
-  one epoch too; from the mean logit every seed trains.
+  first Adam steps push every output down together, the codes grow and the sigmoid saturates,
+  so some seeds (and the post's torch model) stall worse than a black image; from the mean
+  logit every seed trains.
 - `protocol="all"`: train and score on every image (train + test splits), as DEC/IDEC report
   deep clustering; the default `"post"` trains on the training split and scores the test split.
 - `n_seeds`: seeds `seed .. seed+n_seeds−1` train together as one `vmap`-ped program. Seed i>0
@@ -60,7 +56,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 from pathlib import Path
 
@@ -69,18 +64,43 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import threadpoolctl
 
-from jaxunsup import ae_conv, autoencoder, latent_clustering, layers, metrics, training
+from jaxunsup import ae_conv, autoencoder, layers, training
 from jaxunsup import augment as augment_lib
-from jaxunsup import data as data_lib
+from jaxunsup import deep_kmeans_results as results_lib
+from jaxunsup.data import Source
+from jaxunsup.deep_kmeans_losses import (  # noqa: F401  (the model's math, named here too)
+    alpha_schedule,
+    assign,
+    beta_schedule,
+    beta_values,
+    dec_clustering_loss,
+    dec_target,
+    hard_clustering_loss,
+    soft_clustering_loss,
+    sq_distances,
+    student_t,
+)
+from jaxunsup.deep_kmeans_results import (  # noqa: F401  (the experiment's API)
+    ASSIGNMENTS,
+    INITS,
+    OUTPUT_BIASES,
+    PROTOCOLS,
+    SEED_TEST_ACC,
+    Assignment,
+    Init,
+    OutputBias,
+    Protocol,
+    check_config,
+    load_data,
+    manifold_centroids,
+    mean_logit,
+    scores,
+    seed_data,
+    split_for_protocol,
+)
 from jaxunsup.files import prepare_workdir, write_json
 
-ASSIGNMENTS = ("hard", "soft", "dec")
-INITS = ("uniform", "pretrain-kmeans", "pretrain-tsne")
-OUTPUT_BIASES = ("torch", "mean")
-PROTOCOLS = ("post", "all")
-SEED_TEST_ACC = 0.80  # post 000 §7, final test accuracy
 # `reproduce --quick`: 1,000 embedded digits, all scored; the improved recipe with 20 epochs of
 # pretraining and 2 joint ones at batch 32 and Adam(6e-3) (~650 steps). The autoencoder must be
 # trained before its latents are clustered: after the 14 steps of 2 epochs at batch 128 its
@@ -107,22 +127,22 @@ class Config:
     t1: int = 50
     t2: int = 200
     lam: float = 1e-3  # the final clustering weight α
-    assignment: str = "hard"  # "hard" (the post) | "soft" (Fard et al. 2018) | "dec" (DEC)
-    init: str = "uniform"  # "uniform" (the post's U[0,1)) | "pretrain-kmeans" | "pretrain-tsne"
+    assignment: Assignment = "hard"  # "hard" (the post) | "soft" (Fard et al. 2018) | "dec" (DEC)
+    init: Init = "uniform"  # "uniform" (the post's U[0,1)) | "pretrain-kmeans" | "pretrain-tsne"
     augment: bool = False  # random rotation ±10° and shift ±10% of every training batch
     rec_weight: float = 1.0  # weight of the reconstruction MSE in the joint loss
     code_relu: bool = True  # the post's ReLU on the 10-d code; False: a linear code
     conv_impl: layers.ConvImpl = "auto"  # "xla" | "matmul"; auto: matmul on CPU only
-    output_bias: str = "torch"  # "torch" init | "mean": logit of the mean training pixel
+    output_bias: OutputBias = "torch"  # "torch" init | "mean": logit of the mean training pixel
     pretrain_epochs: int = 50
     beta0: float = 0.1  # soft: Fard's first inverse temperature
     beta_epochs: int = 5  # soft: epochs per β value
     beta_values: int = 40  # soft: number of β values (the last one stays)
-    protocol: str = "post"  # "post": train split → test split | "all": every image
+    protocol: Protocol = "post"  # "post": train split → test split | "all": every image
     n_seeds: int = 1
     seed: int = 0
     eval_every: int = 10
-    source: str = "auto"
+    source: Source = "auto"  # `data.load_mnist`'s
     data_dir: str | None = None
     n_train: int | None = None  # None: every image of the split
     n_test: int | None = None
@@ -144,87 +164,6 @@ class DeepKMeans(ae_conv.ConvAE):
     def __call__(self, x):
         z = self.encode(x)
         return z, self.decode(z)
-
-
-# ----------------------------------------------------------------------------- schedules
-
-
-def alpha_schedule(lam: float = 1e-3, t1: int = 50, t2: int = 200) -> optax.Schedule:
-    """The post's clustering weight α as a function of the 0-based epoch (jit-friendly)."""
-
-    def schedule(epoch):
-        e = jnp.asarray(epoch, jnp.float32)
-        ramp = lam * (e - t1) / (t2 - t1)
-        return jnp.where(e >= t2, lam, jnp.where(e > t1, ramp, lam / (t2 - t1)))
-
-    return schedule
-
-
-def beta_values(beta0: float = 0.1, n: int = 40) -> np.ndarray:
-    """Fard et al.'s annealed inverse temperatures: β_{i+1} = 2^{1/ln(i+1)²}·β_i, [n]."""
-    i = np.arange(1, n, dtype=np.float64)
-    return beta0 * 2.0 ** np.concatenate([[0.0], np.cumsum(1.0 / np.log(i + 1) ** 2)])
-
-
-def beta_schedule(beta0: float = 0.1, epochs_per_value: int = 5, n: int = 40) -> optax.Schedule:
-    """β for the 0-based epoch: value ⌊epoch / epochs_per_value⌋, the last one after that."""
-    table = jnp.asarray(beta_values(beta0, n), jnp.float32)  # [n]
-
-    def schedule(epoch):
-        return table[jnp.minimum(jnp.asarray(epoch) // epochs_per_value, n - 1)]
-
-    return schedule
-
-
-# ----------------------------------------------------------------------------- losses
-
-
-def sq_distances(z, centroids):
-    """Squared Euclidean distances [B, K] of latents [B, D] to centroids [K, D]."""
-    diff = z[:, None, :] - centroids[None, :, :]  # [B, K, D]
-    return jnp.sum(diff * diff, axis=-1)
-
-
-def assign(z, centroids):
-    """Index of the nearest centroid of each latent (the post's `argminl2distance`): [B]."""
-    return jnp.argmin(sq_distances(z, centroids), axis=1).astype(jnp.int32)
-
-
-def hard_clustering_loss(z, centroids):
-    """MSE(latent, nearest centroid), the nearest one found on the stop-gradient latent."""
-    idx = assign(jax.lax.stop_gradient(z), jax.lax.stop_gradient(centroids))
-    return jnp.mean((z - centroids[idx]) ** 2), idx
-
-
-def soft_clustering_loss(z, centroids, beta):
-    """Fard et al.'s Σ_k softmax_k(−β·d)·d, averaged over the batch, d in the post's MSE scale."""
-    d2 = sq_distances(z, centroids)  # [B, K]
-    weights = jax.nn.softmax(-beta * d2, axis=1)  # [B, K]
-    return jnp.mean(jnp.sum(weights * d2, axis=1)) / z.shape[1], jnp.argmax(weights, axis=1)
-
-
-def student_t(z, centroids):
-    """DEC's soft assignment q_ik ∝ (1 + ‖z_i − μ_k‖²)⁻¹ (Student's t, one degree of freedom),
-    returned as log q [B, K], computed without dividing by small numbers."""
-    logits = -jnp.log1p(sq_distances(z, centroids))
-    return logits - jax.nn.logsumexp(logits, axis=1, keepdims=True)
-
-
-def dec_target(q):
-    """DEC's sharpened target p_ik ∝ q_ik² / f_k with f_k = Σ_i q_ik (over the batch): [B, K]."""
-    p = q * q / jnp.sum(q, axis=0, keepdims=True)
-    return p / jnp.sum(p, axis=1, keepdims=True)
-
-
-def dec_clustering_loss(z, centroids, z_target):
-    """KL(P ‖ Q) averaged over the batch (Xie et al. 2016): Q from the latents `z`, the fixed
-    target P from the stop-gradient latents `z_target` (the clean images when `z` comes from
-    augmented ones, as in DEC-DA)."""
-    log_q = student_t(z, centroids)
-    q_target = jnp.exp(student_t(jax.lax.stop_gradient(z_target), jax.lax.stop_gradient(centroids)))
-    p = dec_target(q_target)
-    kl = jnp.sum(p * (jnp.log(jnp.maximum(p, 1e-30)) - log_q), axis=1)
-    return jnp.mean(kl), jnp.argmax(log_q, axis=1)
 
 
 def _inputs(batch, key, augment: bool):
@@ -334,12 +273,6 @@ def _seed_states(seeds, example, *, cfg: Config, output_bias):
     return jax.vmap(lambda s: create_state(jax.random.key(s), cfg, example, output_bias))(seeds)
 
 
-def mean_logit(images: np.ndarray) -> float:
-    """logit of the mean pixel: the bias whose sigmoid is the best constant reconstruction."""
-    p = float(np.clip(np.mean(images), 1e-4, 1 - 1e-4))
-    return math.log(p / (1 - p))
-
-
 def with_centroids(state, centroids):
     """A fresh optimiser state (and step 0) for params with `centroids` [S, K, D] set."""
     params = state.params
@@ -373,16 +306,6 @@ def encode_assign(state, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return training.batched_apply(fn, np.asarray(images, np.float32))
 
 
-def scores(labels, clusters: np.ndarray) -> dict[str, list[float]]:
-    """Per-seed cluster accuracy (Hungarian), NMI and ARI of `clusters` [N, S]."""
-    out = {"acc": [], "nmi": [], "ari": []}
-    for s in range(clusters.shape[1]):
-        out["acc"].append(metrics.cluster_acc(labels, clusters[:, s]))
-        out["nmi"].append(metrics.nmi(labels, clusters[:, s]))
-        out["ari"].append(metrics.ari(labels, clusters[:, s]))
-    return out
-
-
 def kmeans_centroids(state, images: np.ndarray, cfg: Config) -> np.ndarray:
     """k-means++ centres (10 restarts) of each seed's latents of `images`: [S, K, D]."""
     from jaxunsup.kmeans import KMeans
@@ -402,22 +325,6 @@ def tsne_centroids(state, images: np.ndarray, cfg: Config) -> np.ndarray:
     ])  # fmt: skip
 
 
-def manifold_centroids(z: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
-    """Mean latent [K, D] of each of the `n_clusters` k-means++ clusters (10 restarts) of a 2-d
-    t-SNE map of the latents `z` [N, D]. A cluster left empty (k-means relocates empty
-    clusters, so this is rare) takes a random latent instead of a NaN mean."""
-    from jaxunsup import plots
-    from jaxunsup.kmeans import KMeans
-
-    emb, _ = plots.tsne_embed(z, seed=seed, max_points=len(z))
-    labels = KMeans(n_clusters, n_init=10, random_state=seed).fit(emb).labels_
-    rng = np.random.default_rng(seed)
-    return np.asarray([
-        z[labels == k].mean(0) if np.any(labels == k) else z[rng.integers(len(z))]
-        for k in range(n_clusters)
-    ], np.float32)  # fmt: skip
-
-
 def restore(workdir: str | os.PathLike, cfg: Config | None = None):
     """The trained models in `workdir` (latest joint-phase checkpoint); returns (state, cfg)."""
     cfg = cfg if cfg is not None else autoencoder.load_config(Config, workdir)
@@ -428,62 +335,6 @@ def restore(workdir: str | os.PathLike, cfg: Config | None = None):
 # ----------------------------------------------------------------------------- run
 
 
-def _validate(cfg: Config) -> None:
-    for name in ("lr", "beta0"):
-        training.check_positive(name, getattr(cfg, name))
-    for name in ("batch_size", "epochs", "channels", "latent", "n_clusters", "pretrain_epochs",
-                 "beta_epochs", "beta_values", "n_seeds", "eval_every", "checkpoint_every",
-                 "tsne_points"):  # fmt: skip
-        training.check_positive(name, getattr(cfg, name), integer=True)
-    for name in ("lam", "rec_weight"):  # weights: 0 switches a term off
-        value = getattr(cfg, name)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not (math.isfinite(value) and value >= 0)
-        ):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if not (isinstance(cfg.t1, int) and isinstance(cfg.t2, int) and 0 <= cfg.t1 < cfg.t2):
-        raise ValueError(f"need integers 0 <= t1 < t2, got t1={cfg.t1!r}, t2={cfg.t2!r}")
-    for name, value, choices in (("assignment", cfg.assignment, ASSIGNMENTS),
-                                 ("init", cfg.init, INITS),
-                                 ("protocol", cfg.protocol, PROTOCOLS),
-                                 ("output_bias", cfg.output_bias, OUTPUT_BIASES)):  # fmt: skip
-        if value not in choices:
-            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-
-
-def load_data(cfg: Config) -> tuple[data_lib.ImageData, data_lib.ImageData]:
-    return autoencoder.load_data(cfg)
-
-
-def split_for_protocol(train, test, cfg: Config):
-    """(training set, scored set): the post's train → test, or every image for both."""
-    train, test = autoencoder.checked_data(train, test, n_train=cfg.n_train, n_test=cfg.n_test)
-    if cfg.protocol == "all":
-        both = data_lib.ImageData(
-            np.concatenate([train.images, test.images]),
-            np.concatenate([train.labels, np.asarray(test.labels, train.labels.dtype)]),
-            train.source,
-        )
-        latent_clustering.check_labels("train labels", both.labels, len(both.images))
-        train = test = both
-    if cfg.batch_size > len(train.images) or cfg.n_clusters > len(test.images):
-        raise ValueError(
-            f"batch_size={cfg.batch_size} and n_clusters={cfg.n_clusters} must not exceed the "
-            f"{len(train.images)} training / {len(test.images)} scored images; lower them"
-        )
-    return train, test
-
-
-def seed_data(images: np.ndarray, cfg: Config) -> np.ndarray:
-    """[N, S, ...]: seed 0 sees `images` as they are, seed i > 0 through its own permutation."""
-    perms = [np.arange(len(images))] + [
-        np.random.default_rng(cfg.seed + i).permutation(len(images)) for i in range(1, cfg.n_seeds)
-    ]
-    return np.stack([images[p] for p in perms], axis=1)  # [N, S, 28, 28, 1]
-
-
 def _fit(state, step, data, cfg, workdir, key, epochs, eval_fn=None):
     return training.fit(
         state, functools.partial(seeds_step, step=step), data, key=key, epochs=epochs,
@@ -492,61 +343,16 @@ def _fit(state, step, data, cfg, workdir, key, epochs, eval_fn=None):
     )  # fmt: skip
 
 
-def _curves(history: list[dict], initial: dict, n_seeds: int) -> dict:
-    """Scores per seed at epoch 0 (after the init) and at every evaluated epoch."""
-    rows = [r for r in history if "acc" in r]
-    out = {"epoch": [0] + [r["epoch"] for r in rows]}
-    for m in ("acc", "nmi", "ari"):
-        out[m] = [[initial[m][s]] + [r[f"{m}_{s}"] for r in rows] for s in range(n_seeds)]
-    return out  # out[metric][seed][evaluation]
-
-
 def _figures(workdir: Path, state, test, curves, cfg: Config) -> list[str]:
-    from jaxunsup import plots
-
     z, clusters = encode_assign(state, test.images)  # seed 0 is shown
     recon = np.asarray(_reconstruct(state.params, state.apply_fn, test.images[:10]))[0]
-    # One OpenMP thread: scikit-learn's Barnes-Hut t-SNE spins its threads, and when another
-    # process shares the cores 2 threads take 45 s for 300 points (1 thread: 3 s).
-    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
-        emb, idx = plots.tsne_embed(z[:, 0], seed=cfg.seed, max_points=cfg.tsne_points)
-    acc = {f"seed {cfg.seed + s}": (curves["epoch"], a) for s, a in enumerate(curves["acc"])}
-    rows, titles = [], []
-    for k in range(cfg.n_clusters):
-        members = np.flatnonzero(clusters[:, 0] == k)
-        if len(members):
-            rows.append(test.images[members[:10]])
-            titles.append(f"cluster {k} ({len(members)})")
-    return [
-        plots.save_loss_curves(workdir / "accuracy.png", acc, ylabel="cluster accuracy",
-                               hlines={"post (0.80)": SEED_TEST_ACC}).name,
-        plots.save_image_rows(workdir / "reconstructions.png", [test.images[:10], recon],
-                              ["input", "output"]).name,
-        plots.save_scatter(workdir / "tsne_labels.png", emb, test.labels[idx],
-                           title="t-SNE of latents, true digits").name,
-        plots.save_scatter(workdir / "tsne_clusters.png", emb, clusters[idx, 0],
-                           title="t-SNE of latents, clusters").name,
-        plots.save_image_rows(workdir / "clusters.png", rows, titles).name,
-    ]  # fmt: skip
-
-
-def _table(final: dict, cfg: Config, scored: str) -> list[dict]:
-    def stat(values):
-        return [round(float(np.mean(values)), 4), round(float(np.std(values)), 4)]
-
-    what = f"{cfg.init} init, {cfg.assignment}, {cfg.epochs} epochs, {cfg.n_seeds} seed(s)"
-    return [
-        {"metric": f"cluster acc on {scored}, mean/std ({what})", "ours": stat(final["acc"]),
-         "seed": SEED_TEST_ACC},
-        {"metric": "NMI, mean/std", "ours": stat(final["nmi"]), "seed": None},
-        {"metric": "ARI, mean/std", "ours": stat(final["ari"]), "seed": None},
-    ]  # fmt: skip
+    return results_lib.figures(workdir, test, z, clusters, recon, curves, cfg)
 
 
 def run(cfg: Config, workdir: str | os.PathLike, data=None) -> dict:
     """Trains Deep K-Means (every seed at once); writes config.json, metrics.jsonl,
     checkpoints, figures and results.json into `workdir`; returns the results dict."""
-    _validate(cfg)
+    check_config(cfg)
     train, test = split_for_protocol(*(data if data is not None else load_data(cfg)), cfg)
     workdir = prepare_workdir(workdir, cfg)
     images = seed_data(train.images, cfg)
@@ -569,7 +375,7 @@ def run(cfg: Config, workdir: str | os.PathLike, data=None) -> dict:
     steps_per_epoch = len(images) // cfg.batch_size
     step = functools.partial(train_step, cfg=cfg, steps_per_epoch=steps_per_epoch)
     state, history = _fit(state, step, images, cfg, workdir, key_fit, cfg.epochs, eval_fn)
-    curves = _curves(history, initial, cfg.n_seeds)
+    curves = results_lib.curves(history, initial, cfg.n_seeds)
     final = {m: [c[-1] for c in curves[m]] for m in ("acc", "nmi", "ari")}
     scored = (f"all {len(test.images)} images (trained on them)" if cfg.protocol == "all"
               else f"the {len(test.images)} test images")  # fmt: skip
@@ -587,7 +393,7 @@ def run(cfg: Config, workdir: str | os.PathLike, data=None) -> dict:
         "curves": curves,
         "train_loss": [r["loss"] for r in history],
         "figures": _figures(workdir, state, test, curves, cfg),
-        "table": _table(final, cfg, scored),
+        "table": results_lib.table(final, cfg, scored),
     }
     write_json(workdir / "results.json", results)
     return results

@@ -161,6 +161,23 @@ def save_cluster_figure(
     return Path(path)
 
 
+def one_thread():
+    """A context with one OpenMP/BLAS thread: scikit-learn's k-means and t-SNE threads
+    spin-wait when the cores are shared (with JAX's pool or other jobs) and then burn many
+    times the CPU time for the same result."""
+    from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+
+    return threadpool_limits(limits=1)
+
+
+def cluster(latents, labels) -> dict:
+    """Post 004's k-means of `latents` on one thread, scored against `labels`:
+    {acc, nmi, ari, inertia}."""
+    with one_thread():
+        assignments, inertia = kmeans(latents, **KMEANS_ARGS)
+    return {**scores(np.asarray(labels), assignments), "inertia": inertia}
+
+
 def evaluate(
     workdir: str | os.PathLike,
     latents,
@@ -178,17 +195,12 @@ def evaluate(
       {"latent": {acc, nmi, ari, inertia}, "pixels": {...}, "figures": [names],
        "table": rows {metric, ours, seed} for results.json}.
     """
-    from threadpoolctl import threadpool_limits
-
     from jaxunsup import plots
 
     workdir = Path(workdir)
     labels = np.asarray(labels)
     out = {}
-    # One OpenMP/BLAS thread: scikit-learn's k-means and t-SNE threads spin-wait when the cores
-    # are shared (with JAX's pool or other jobs) and then burn 10-40x the CPU time (t-SNE of
-    # 200 points: 0.8 s on one thread, 12-32 s on two busy cores) for the same result.
-    with threadpool_limits(limits=1):
+    with one_thread():
         for name, x in (("latent", latents), ("pixels", images)):
             assignments, inertia = kmeans(x, **KMEANS_ARGS)
             out[name] = {**scores(labels, assignments), "inertia": inertia}
