@@ -74,7 +74,7 @@ from jaxunsup.kmeans_core import (  # noqa: F401 (re-exported: the module's publ
     _tiling,
     default_chunk_size,
 )
-from jaxunsup.kmeans_init import INITS, init_centers, kmeans_plusplus  # noqa: F401
+from jaxunsup.kmeans_init import INITS, Init, init_centers, kmeans_plusplus  # noqa: F401
 from jaxunsup.kmeans_threads import _lloyd_threads
 
 
@@ -87,7 +87,7 @@ class CirclesConfig:
     n_clusters: int = 2
     max_iter: int = 5  # the post's max_iteration, used by the seed_compat replay
     seed: int = 0
-    init: str = "k-means++"  # the default (non-replay) fit
+    init: Init = "k-means++"  # the default (non-replay) fit
     n_init: int = 1
     fit_max_iter: int = 300
     tol: float = 1e-4
@@ -309,7 +309,8 @@ class KMeans(KMeansEstimator):
 # ----------------------------------------------------------------------------- experiment
 
 
-def _check_config(cfg: CirclesConfig) -> None:
+def check_config(cfg: CirclesConfig) -> None:
+    """Raises ValueError naming the field of a bad `cfg`."""
     for name in ("n_samples", "n_clusters", "max_iter", "n_init", "fit_max_iter"):
         _check_int(name, getattr(cfg, name))
     _check_int("seed", cfg.seed, low=0)
@@ -331,7 +332,7 @@ def run_circles(cfg: CirclesConfig, workdir: str | os.PathLike, data=None) -> di
     from jaxunsup import metrics, plots
     from jaxunsup.files import prepare_workdir, write_json
 
-    _check_config(cfg)
+    check_config(cfg)
     x, y = data if data is not None else data_lib.make_circles(cfg.n_samples, cfg.noise, cfg.seed)
     workdir = prepare_workdir(workdir, cfg)
     fits = {

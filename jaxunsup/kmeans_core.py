@@ -73,6 +73,14 @@ def _argmin0(scores):
     return scores[0], idx[0]
 
 
+def _chunk_scores(xc, centers, cn, ct, exact: bool):
+    """[K, C]: each centre's squared distance to each row of the chunk `xc` [C, D], less
+    ||x||² unless `exact` (the post's (x − c)² summed over D)."""
+    if exact:
+        return jnp.sum((centers[:, None, :] - xc[None, :, :]) ** 2, axis=2)  # [K, C]
+    return cn[:, None] - 2.0 * sparse.center_products(centers, xc, ct)  # ||c||² − 2c·x, [K, C]
+
+
 def _sweep(x, w, centers, labels, *, chunk, update, exact, streams=1):
     """One pass over x in chunks of rows; returns a dict of the results.
 
@@ -101,11 +109,7 @@ def _sweep(x, w, centers, labels, *, chunk, update, exact, streams=1):
         fresh = start + jnp.arange(chunk) >= lo + i * chunk  # [C]
         xc = sparse.slice_rows(x, start, chunk)  # [C, D]
         wc = jnp.where(fresh, lax.dynamic_slice_in_dim(w, start, chunk), 0.0)  # [C]
-        if exact:  # the post's (x − c)², [K, C, D] summed over D
-            scores = jnp.sum((centers[:, None, :] - xc[None, :, :]) ** 2, axis=2)
-        else:  # ||c||² − 2c·x, [K, C]
-            scores = cn[:, None] - 2.0 * sparse.center_products(centers, xc, ct)
-        best, lab = _argmin0(scores)  # [C]
+        best, lab = _argmin0(_chunk_scores(xc, centers, cn, ct, exact))  # [C]
         bufs = dict(bufs, labels=lax.dynamic_update_slice_in_dim(bufs["labels"], lab, start, 0))
         if not update:
             return bufs, {"inertia": acc["inertia"] + _chunk_inertia(xc, wc, centers, lab, best)}

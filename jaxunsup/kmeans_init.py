@@ -4,6 +4,8 @@ distinct weighted rows, or the post's U[0,1) centres."""
 from __future__ import annotations
 
 import functools
+import typing
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +15,8 @@ from jax import lax
 from jaxunsup import kmeans_sparse as sparse
 from jaxunsup.kmeans_sparse import dot as _dot
 
-INITS = ("k-means++", "random", "uniform")
+Init = Literal["k-means++", "random", "uniform"]  # an init by name (or a [K, D] array)
+INITS = typing.get_args(Init)
 
 
 def kmeans_plusplus(key, x, n_clusters: int, sample_weight=None, n_local_trials=None):
