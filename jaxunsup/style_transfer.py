@@ -277,7 +277,7 @@ def run(cfg: Config, workdir: str | os.PathLike, data=None) -> dict:
     `data`: optional `(content, style)` images [H, W, 3] instead of loading `cfg`'s."""
     from jaxunsup import data as data_lib
     from jaxunsup import plots
-    from jaxunsup.training import _write_history
+    from jaxunsup.files import write_jsonl as _write_history
 
     validate_config(cfg)
     if data is None:

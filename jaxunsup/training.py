@@ -133,22 +133,12 @@ def _progress(total: int, enabled: bool):
 
 
 def fit(
-    state: Any,
-    train_step: Callable,
-    data: Any,
-    *,
-    key: jax.Array,
-    epochs: int,
-    batch_size: int,
-    workdir: str | os.PathLike | None = None,
-    checkpoint_every: int = 1,
-    eval_fn: Callable[[Any], dict] | None = None,
-    eval_every: int = 1,
-    chunk_steps: int | None = 500,
-    verbose: bool = True,
-    progress: bool = True,
+    state: Any, train_step: Callable, data: Any, *, key: jax.Array, epochs: int,
+    batch_size: int, workdir: str | os.PathLike | None = None, checkpoint_every: int = 1,
+    eval_fn: Callable[[Any], dict] | None = None, eval_every: int = 1,
+    chunk_steps: int | None = 500, verbose: bool = True, progress: bool = True,
     mesh: Mesh | None = None,
-) -> FitResult:
+) -> FitResult:  # fmt: skip
     """Trains `state` for `epochs` epochs over `data` with `train_step`.
 
     Args:
@@ -169,8 +159,8 @@ def fit(
       eval_fn: optional `state -> dict` run after every `eval_every` epochs (e.g. test loss);
         its numbers join that epoch's metrics row.
       chunk_steps: at most this many steps per compiled call (so the progress bar ticks).
-      verbose: print one line per epoch, like the seeds' loops do.
-      progress: show a tqdm bar (only on a terminal).
+      verbose: print one line per epoch, like the seeds' loops do; progress: a tqdm bar (on
+        a terminal).
       mesh: data parallelism (`distributed.make_mesh`): every batch split over the mesh's
         "data" axis, the state replicated; the same batches and loss as on one device.
         None: `distributed.default_mesh()` (one device unless the CLI's --devices says).
@@ -191,26 +181,31 @@ def fit(
     n = _check_data(data, batch_size)
     mesh = distributed.default_mesh() if mesh is None else mesh
     state, keys, data, n = _place(state, key, data, n, batch_size, mesh)
-    history: list[dict] = []
-    first_epoch = 1
-    if workdir is not None:
-        state, first_epoch, history = _resume(workdir, state, verbose)
+    state, first_epoch, history = (state, 1, []) if workdir is None else (
+        _resume(workdir, state, verbose))  # fmt: skip
     run = functools.partial(
         _run_chunk, train_step=train_step, batch_size=batch_size,
         batch_sharding=_batch_sharding(mesh, key),
     )  # fmt: skip
     loop = _Loop(data, keys, run, n // batch_size, chunk_steps, epochs, eval_fn, eval_every,
                  checkpoint_every, None if workdir is None else Path(workdir), verbose)  # fmt: skip
+    with _on_mesh(mesh):
+        state = _train(loop, state, first_epoch, history, progress)
+    return FitResult(state, history)
+
+
+def _train(loop: _Loop, state, first_epoch: int, history: list[dict], progress: bool):
+    """Epochs `first_epoch`..`loop.epochs`, their rows appended to `history`, under a bar."""
+    epochs = loop.epochs
     bar = _progress((epochs - first_epoch + 1) * loop.steps, progress and first_epoch <= epochs)
     try:
-        with _on_mesh(mesh):
-            for epoch in range(first_epoch, epochs + 1):
-                state, row = _train_epoch(loop, state, epoch, bar)
-                history.append(row)
+        for epoch in range(first_epoch, epochs + 1):
+            state, row = _train_epoch(loop, state, epoch, bar)
+            history.append(row)
     finally:
         if bar is not None:
             bar.close()
-    return FitResult(state, history)
+    return state
 
 
 def _place(state, key, data, n: int, batch_size: int, mesh: Mesh | None):
