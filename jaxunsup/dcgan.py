@@ -16,9 +16,10 @@ mirror the torch `nn.Sequential` indices (`conv.3` → `conv_3`).
 
 Deviations: those of `jaxunsup.gan` (D returns a logit and the loss is the stable BCE; one D
 forward on real and fake together; FashionMNIST only when local files exist, else MNIST; GIF
-frames rescaled from [-1, 1]; the classifier-feature scores are added).
+frames rescaled from [-1, 1]; the classifier-feature scores are added) and its options, off by
+default: `adam_b1` (Adam's β1) and `label_smoothing` (one-sided, D's real target 1 − s).
 
-Run: `jaxunsup run dcgan --workdir runs/dcgan` (`--preset quick` for a one-minute run).
+Run: `jaxunsup run dcgan --workdir runs/dcgan` (`--preset quick`: a 40-step smoke run).
 """
 
 from __future__ import annotations

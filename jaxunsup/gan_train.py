@@ -136,6 +136,7 @@ def train_gan(run: GANRun, cfg, workdir: Path, state: GANState, data, key: jax.A
     )
     real = fid.score(clf, train.images[: cfg.eval_samples], score.reference)
     final["n"] = cfg.eval_samples
+    final_key = jax.random.fold_in(first(k_eval), 0)  # seed 0's final samples
     results = {
         "experiment": run.name,
         "data": train.source,
@@ -147,6 +148,7 @@ def train_gan(run: GANRun, cfg, workdir: Path, state: GANState, data, key: jax.A
         "label_entropy_curve": [r.get("label_entropy") for r in history],
         "scores": final,
         "real_scores": real,
+        "class_histogram": score.histogram(first(stacked), final_key, cfg.eval_samples),
         "figures": figures,
         "table": score_table(curves, final, real, clf.accuracy),
     }
@@ -157,15 +159,23 @@ def train_gan(run: GANRun, cfg, workdir: Path, state: GANState, data, key: jax.A
 
 def _scorer(clf, test_images, run: GANRun):
     """`score(state, key, n)`: one model's scores of n samples against the test features
-    (`score.reference` holds their Gaussian)."""
+    (`score.reference` holds their Gaussian; `score.histogram(state, key, n)` counts the
+    classifier's predicted digits of the same samples)."""
     lo, hi = run.value_range
     reference = fid.gaussian_stats(fid.predict(clf.params, test_images)[1])
 
-    def score(state, key, n: int):
-        images = (sample(state.g, key, n, run.spec) - lo) / (hi - lo)
-        return {k: v for k, v in fid.score(clf, images, reference).items() if k != "n"}
+    def images(state, key, n: int):
+        return (sample(state.g, key, n, run.spec) - lo) / (hi - lo)
 
-    score.reference = reference
+    def score(state, key, n: int):
+        return {k: v for k, v in fid.score(clf, images(state, key, n), reference).items()
+                if k != "n"}  # fmt: skip
+
+    def histogram(state, key, n: int) -> list[int]:  # the same samples' predicted digits
+        labels = fid.predict(clf.params, images(state, key, n))[0]
+        return np.bincount(labels, minlength=fid.N_CLASSES).tolist()
+
+    score.reference, score.histogram = reference, histogram
     return score
 
 
