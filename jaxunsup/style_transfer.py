@@ -111,7 +111,7 @@ class StylizeResult(NamedTuple):
 _targets = jax.jit(compute_targets, static_argnames="cfg")
 
 
-def validate_config(cfg: Config) -> None:
+def check_config(cfg: Config) -> None:
     """Raises ValueError naming the field for settings that cannot work."""
     from jaxunsup.training import check_positive
 
@@ -215,7 +215,7 @@ def stylize(content, style, vgg_params, cfg: Config | None = None, *, verbose: b
     from jaxunsup.training import TrainingDiverged
 
     cfg = dataclasses.replace(cfg or Config(), **overrides)
-    validate_config(cfg)
+    check_config(cfg)
     c = jnp.asarray(_check_image("content", content, min_side(cfg))[None])  # [1, H, W, 3]
     s = jnp.asarray(_check_image("style", style, min_side(cfg))[None])
     params = _check_params(vgg_params, cfg)
@@ -279,7 +279,7 @@ def run(cfg: Config, workdir: str | os.PathLike, data=None) -> dict:
     from jaxunsup import plots
     from jaxunsup.files import write_jsonl as _write_history
 
-    validate_config(cfg)
+    check_config(cfg)
     if data is None:
         data = (
             data_lib.load_image(cfg.content, cfg.size),
@@ -332,7 +332,7 @@ def stylize_to_file(cfg: Config, out: str | os.PathLike, save_vgg_npz=None) -> P
     from jaxunsup import data as data_lib
     from jaxunsup import plots
 
-    validate_config(cfg)
+    check_config(cfg)
     check_output_file(out, "--out")
     if save_vgg_npz is not None:
         check_output_file(save_vgg_npz, "--save-vgg-npz")
