@@ -13,17 +13,7 @@ import jax
 import numpy as np
 
 from jaxunsup import data as data_lib
-from jaxunsup import fid, seeds, training
-from jaxunsup.gan_core import (
-    GANState,
-    StepSpec,
-    generate,
-    interpolate,
-    noise,
-    sample,
-    seed_arithmetic,
-    step_for,
-)
+from jaxunsup import fid, gan_core, seeds, training
 
 
 # --- data and the shared run body ---------------------------------------------------------------
@@ -92,12 +82,14 @@ class GANRun(NamedTuple):
     """
 
     name: str
-    spec: StepSpec
+    spec: gan_core.StepSpec
     value_range: tuple[float, float] = (-1.0, 1.0)
     loss_lines: dict[str, float] | None = None
 
 
-def train_gan(run: GANRun, cfg, workdir: Path, state: GANState, data, key: jax.Array) -> dict:
+def train_gan(
+    run: GANRun, cfg, workdir: Path, state: gan_core.GANState, data, key: jax.Array
+) -> dict:
     """The run body every GAN shares: fit with per-epoch sample grids and scores, then the
     GIF, loss curves, latent figures and the final scores. Returns the results dict.
 
@@ -119,17 +111,18 @@ def train_gan(run: GANRun, cfg, workdir: Path, state: GANState, data, key: jax.A
         cfg.classifier_dir or workdir, train, test, seed=cfg.seed, epochs=cfg.classifier_epochs
     )
     score = _scorer(clf, test.images, run)
-    fixed_z = noise(first(k_fixed), 64, run.spec)
+    fixed_z = gan_core.noise(first(k_fixed), 64, run.spec)
     steps_per_epoch = len(train.images) // cfg.batch_size
     eval_fn = _epoch_eval(cfg, run, workdir / "samples", steps_per_epoch, first, fixed_z, score,
                           k_eval)  # fmt: skip
     stacked, history = training.fit(
-        state, seeds.step_for(step_for(run.spec), state), train.images * (hi - lo) + lo,
+        state, seeds.step_for(gan_core.step_for(run.spec), state), train.images * (hi - lo) + lo,
         key=k_fit, epochs=cfg.epochs, batch_size=cfg.batch_size, workdir=workdir,
         checkpoint_every=cfg.checkpoint_every, eval_fn=eval_fn,
     )  # fmt: skip
     curves = {k: [r[k] for r in history] for k in ("d_loss", "g_loss", "d_real", "d_fake")}
-    pairs = np.split(np.asarray(noise(first(k_pairs), 16, run.spec)), 2)  # [8, latent] each
+    z_pairs = np.asarray(gan_core.noise(first(k_pairs), 16, run.spec))
+    pairs = np.split(z_pairs, 2)  # [8, latent] each
     figures = _save_figures(run, workdir, first(stacked).g, fixed_z, pairs, curves)
     final = seeds.evaluate(
         lambda st, k: score(st, jax.random.fold_in(k, 0), cfg.eval_samples), stacked, k_eval
@@ -165,7 +158,7 @@ def _scorer(clf, test_images, run: GANRun):
     reference = fid.gaussian_stats(fid.predict(clf.params, test_images)[1])
 
     def images(state, key, n: int):
-        return (sample(state.g, key, n, run.spec) - lo) / (hi - lo)
+        return (gan_core.sample(state.g, key, n, run.spec) - lo) / (hi - lo)
 
     def score(state, key, n: int):
         return {k: v for k, v in fid.score(clf, images(state, key, n), reference).items()
@@ -187,7 +180,7 @@ def _epoch_eval(cfg, run: GANRun, samples_dir: Path, steps_per_epoch: int, first
 
     def eval_fn(state):
         epoch = int(first(state).step) // steps_per_epoch
-        grid = generate(first(state).g, fixed_z)
+        grid = gan_core.generate(first(state).g, fixed_z)
         plots.save_grid(samples_dir / f"epoch_{epoch:03d}.png", grid, value_range=run.value_range)
         if not cfg.epoch_eval_samples:
             return {}
@@ -207,8 +200,8 @@ def _save_figures(run: GANRun, workdir: Path, g, fixed_z, pairs, curves: dict) -
 
     z_a, z_b = pairs
     vr = run.value_range
-    arithmetic = seed_arithmetic(g, z_a, z_b)
-    plots.save_grid(workdir / "samples.png", generate(g, fixed_z), value_range=vr)
+    arithmetic = gan_core.seed_arithmetic(g, z_a, z_b)
+    plots.save_grid(workdir / "samples.png", gan_core.generate(g, fixed_z), value_range=vr)
     loss_curves = {"generator": curves["g_loss"], "discriminator": curves["d_loss"]}
     return [
         "samples.png",
@@ -218,7 +211,7 @@ def _save_figures(run: GANRun, workdir: Path, g, fixed_z, pairs, curves: dict) -
         ).name,
         plots.save_image_rows(
             workdir / "interpolation.png",
-            [interpolate(g, z_a[i], z_b[i], steps=12) for i in range(4)], value_range=vr,
+            [gan_core.interpolate(g, z_a[i], z_b[i], steps=12) for i in range(4)], value_range=vr,
         ).name,
         plots.save_image_rows(
             workdir / "seed_arithmetic.png", list(arithmetic.values()), list(arithmetic),
