@@ -197,7 +197,7 @@ def discriminator_check(images, test_images, *, key, batch_size: int = 1, epochs
 
 
 # --- run ----------------------------------------------------------------------------------------
-def _validate(cfg: SimpleGANConfig) -> None:
+def check_config(cfg: SimpleGANConfig) -> None:
     gan.check_config(cfg)
     if not cfg.variants or any(v not in VARIANTS for v in cfg.variants):
         raise ValueError(
@@ -213,7 +213,7 @@ def load_data(cfg: SimpleGANConfig):
 def run(cfg: SimpleGANConfig, workdir: str | os.PathLike, data=None) -> dict:
     """Trains each variant of `cfg.variants` into `workdir/<variant>/` and writes the summary
     `results.json` (one table row per variant and score) into `workdir`."""
-    _validate(cfg)
+    check_config(cfg)
     train, test = gan.checked_data(*(data if data is not None else load_data(cfg)), cfg.n_train)
     workdir = Path(prepare_workdir(workdir, cfg))
     shared = dataclasses.replace(cfg, classifier_dir=cfg.classifier_dir or str(workdir))

@@ -121,8 +121,7 @@ def train_gan(
         checkpoint_every=cfg.checkpoint_every, eval_fn=eval_fn,
     )  # fmt: skip
     curves = {k: [r[k] for r in history] for k in ("d_loss", "g_loss", "d_real", "d_fake")}
-    z_pairs = np.asarray(gan_core.noise(first(k_pairs), 16, run.spec))
-    pairs = np.split(z_pairs, 2)  # [8, latent] each
+    pairs = np.split(np.asarray(gan_core.noise(first(k_pairs), 16, run.spec)), 2)  # 2 × [8, z]
     figures = _save_figures(run, workdir, first(stacked).g, fixed_z, pairs, curves)
     final = seeds.evaluate(
         lambda st, k: score(st, jax.random.fold_in(k, 0), cfg.eval_samples), stacked, k_eval
