@@ -18,7 +18,7 @@ comma := ,
 EXTRAS := torch,test$(if $(JAX_EXTRA),$(comma)$(JAX_EXTRA))
 STAMP := $(VENV)/.installed$(if $(JAX_EXTRA),-$(JAX_EXTRA))
 
-.PHONY: demo test lint install bench parity
+.PHONY: demo test lint install browser bench parity
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ demo: install
 	$(PY) -m jaxunsup reproduce --quick --workdir runs
 	@echo "report: runs/report/index.html"
 
-test: install
+test: install browser
 	$(VENV)/bin/ruff check jaxunsup parity tests benchmarks
 	$(VENV)/bin/ruff format --check jaxunsup parity tests benchmarks
 	$(PY) -m pytest -q -n 2 --dist loadfile  # two workers: compilation is single-threaded
@@ -43,3 +43,18 @@ parity: install
 
 bench: install
 	$(PY) benchmarks/bench.py all
+
+# The report's browser test opens the page in Debian's chromium through chromedriver: both are
+# installed when missing (apt-get, as root or through sudo). Where that cannot work the test
+# skips itself, and this says so.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if [ "$$(id -u)" -eq 0 ]; then s=""; elif command -v sudo >/dev/null; then s=sudo; else s=no; fi; \
+		if [ "$$s" != no ] && command -v apt-get >/dev/null; then \
+			echo "installing chromium and chromedriver (apt-get) for the report's browser test"; \
+			$$s apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else \
+			echo "no chromium/chromedriver and no apt-get as root: the browser test will skip"; \
+		fi; \
+	fi
