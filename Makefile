@@ -36,7 +36,7 @@ demo: install
 test: install browser
 	$(VENV)/bin/ruff check jaxunsup parity tests benchmarks
 	$(VENV)/bin/ruff format --check jaxunsup parity tests benchmarks
-	$(PY) -m pytest -q -n 2 --dist loadfile  # two workers: compilation is single-threaded
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15  # two workers: compilation is single-threaded
 
 parity: install
 	$(PY) -m parity

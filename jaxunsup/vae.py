@@ -122,7 +122,7 @@ class Z4Config(Config):
 QUICK = {"epochs": 20, "iwae_images": 500, "tsne_points": 200, "checkpoint_every": 10}
 
 
-def _validate(cfg: Config) -> None:
+def check_config(cfg: Config) -> None:
     training.check_positive("lr", cfg.lr)
     architecture(28, cfg.channels, 1, 1)  # channels: >= 2 positive sizes (any size passes)
     for name in ("latent_dim", "kernel_size", "stride", "batch_size", "epochs", "iwae_samples",
@@ -206,7 +206,7 @@ def _final_scores(cfg: Config, state, test, key_iwae, key_eval) -> dict:
 def run(cfg: Config, workdir: str | os.PathLike, data=None) -> dict:
     """Trains the ConvVAE; writes config.json, metrics.jsonl, checkpoints, figures and
     results.json (train/test −ELBO curves, test −ELBO, IWAE test NLL) into `workdir`."""
-    _validate(cfg)
+    check_config(cfg)
     train, test, images = _checked_data(cfg, data)
     workdir = prepare_workdir(workdir, cfg)
     key_init, key_fit, key_eval, key_iwae, key_sample = seeds.split(
