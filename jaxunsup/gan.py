@@ -58,6 +58,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxunsup import layers, seeds
+from jaxunsup.data import Source
 from jaxunsup.files import prepare_workdir, write_json
 from jaxunsup.gan_core import (  # noqa: F401  (the GAN family's API)
     GENERATE_BATCH,
@@ -102,7 +103,7 @@ class GANConfig:
     seed: int = 0
     n_seeds: int = 1
     dataset: Literal["auto", "fashion_mnist", "mnist"] = "auto"  # auto: FashionMNIST if local
-    source: str = "auto"
+    source: Source = "auto"  # `data.load_mnist`'s
     data_dir: str | None = None
     n_train: int | None = None  # None: every training image
     checkpoint_every: int = 10

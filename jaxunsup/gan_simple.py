@@ -55,6 +55,7 @@ import optax
 
 from jaxunsup import data as data_lib
 from jaxunsup import gan, layers, training
+from jaxunsup.data import Source
 from jaxunsup.files import prepare_workdir, write_json
 
 # `reproduce --quick`: every variant, one epoch of the embedded 4,000 digits at batch 1.
@@ -88,7 +89,7 @@ class SimpleGANConfig:
     batch_size: int = 1
     epochs: int = 1
     seed: int = 0
-    source: str = "auto"  # "csv" reads the post's mnist_train.csv / mnist_test.csv
+    source: Source = "auto"  # "csv" reads the post's mnist_train.csv / mnist_test.csv
     data_dir: str | None = None
     n_train: int | None = None
     checkpoint_every: int = 1

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxunsup import layers, seeds, training
+from jaxunsup.data import Source
 from jaxunsup.files import prepare_workdir, write_json
 from jaxunsup.vae_eval import (  # noqa: F401  (the experiment's API)
     LOG_2PI,
@@ -102,7 +103,7 @@ class Config:
     micro_batch: int | None = None  # rows per gradient micro-batch; None: `train_step`'s default
     seed: int = 0
     n_seeds: int = 1
-    source: str = "auto"
+    source: Source = "auto"  # `data.load_mnist`'s
     data_dir: str | None = None
     checkpoint_every: int = 10
 
