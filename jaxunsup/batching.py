@@ -61,8 +61,8 @@ def map_over_micro_batches(fn: Callable, size: int, *args: Any) -> Any:
     `size` rows (every leaf of `args` cut along its first axis, which `size` must divide) in a
     `lax.map`, the outputs' leaves concatenated back along their first axis. The same rows
     come out (up to float rounding); each micro-batch's intermediates are a fraction of the
-    whole batch's and stay in cache (on CPU the VAE's decoder runs ~3× faster on 2,000 rows
-    in parts of 20 than at once: `vae.iwae_nll`)."""
+    whole batch's and stay in cache (on CPU the VAE's decoder runs several times faster in
+    parts of 20 than at once: `vae.iwae_nll`; benchmarks/README.md)."""
     n, parts = _micro_batches(size, args)
     if parts is None:
         return fn(*args)

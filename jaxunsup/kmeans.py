@@ -10,7 +10,7 @@ product gives ||c||² − 2c·x ([K, C]; ||x||² cannot change the argmin), a fe
 passes give the argmin (XLA:CPU's own argmin reduce is slow), and a segment sum adds the
 chunk's weighted rows to its clusters (a masked sum when K·D is tiny). XLA:CPU runs a compiled
 loop on one core, so on a CPU a large eager fit runs Lloyd's loop from the host instead, two
-threads each sweeping half of X with the compiled sweep (1.6-1.9× faster on 2 cores).
+threads each sweeping half of X with the compiled sweep (benchmarks/README.md).
 
 Semantics follow `sklearn.cluster.KMeans(algorithm="lloyd")`: X is centred first (float32
 precision), tol is relative to the mean feature variance, a sweep stops on unchanged labels

@@ -98,7 +98,8 @@ def add_cluster_sums(sums, x: Ell, w, labels) -> jax.Array:
 
 def cluster_sums(x: Ell, w, labels, k: int, chunk: int) -> jax.Array:
     """`add_cluster_sums` from zero over x in chunks of rows, a pass of its own: XLA:CPU ran
-    the scatter 7× slower inside the loop that computes the labels (measured)."""
+    the scatter several times slower inside the loop that computes the labels
+    (benchmarks/README.md)."""
     n = x.val.shape[0]
 
     def body(i, sums):

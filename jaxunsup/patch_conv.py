@@ -1,8 +1,9 @@
 """2-D convolutions and max pools as slices and matrix products: `layers`' "matmul" impl.
 
 XLA:CPU runs the *backward* convolutions of a training step (input and kernel gradients)
-10-70× slower inside a while loop than outside one; `training.fit` runs every epoch as a
-`lax.scan`, so a small conv autoencoder trains several times slower than its step alone.
+an order of magnitude slower inside a while loop than outside one (benchmarks/README.md);
+`training.fit` runs every epoch as a `lax.scan`, so a small conv autoencoder trains several
+times slower than its step alone.
 These functions compute what `lax.conv_general_dilated`, `lax.conv_transpose(...,
 transpose_kernel=True)` and VALID `reduce_window` max pooling compute, from strided slices and
 matrix products whose gradients are slices, pads and matrix products: no convolution runs in
@@ -122,7 +123,7 @@ def _banded_conv(x: jax.Array, kernel: jax.Array, strides, ho: int, wo: int) -> 
     its product has K = kh·kw and N = O: small, memory-bound. This reads the input kh
     times and runs one product with K = kh·Wp·C and N = Wo·O, which a GEMM runs near its
     peak; it does Wp/kw times the multiply-adds, the cheaper trade when C = 1, kh·kw ≥ 16
-    and Wp ≤ 8·kw (the Keras CNN AE's step 18% faster; at 3×3 stride 2, as in the conv AE
+    and Wp ≤ 8·kw (the Keras CNN AE's step is faster; at 3×3 stride 2, as in the conv AE
     and the VAE, im2col was as fast; a 4×4 conv on 66 padded columns would do 16× the work,
     so wide inputs keep it).
     """
@@ -230,13 +231,13 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, strides=(1, 1), padding: P
 
     lax correlates the stride-dilated, padded input with the flipped kernel. A one-channel
     input with 16 or more taps takes `_banded_transpose` (banded products per output-row
-    phase; Keras's 4×4 stride-2 layer: +10% on the Keras CNN AE's step over the next
-    route). When the patches of that dilated input are the smaller tensor (Ho·Wo·I ≤ H·W·O,
-    roughly s²·I ≤ O) that is what happens here too (`conv2d` on the dilated input).
+    phase; Keras's 4×4 stride-2 layer, where it beat the next route). When the patches of
+    that dilated input are the smaller tensor (Ho·Wo·I ≤ H·W·O, roughly s²·I ≤ O) that is
+    what happens here too (`conv2d` on the dilated input).
     Otherwise `_transpose_by_phases` computes the full output (padding k − 1 on both sides),
     and `lax.pad` by lo − (k − 1), hi − (k − 1) (negative values crop) gives the requested
-    padding: no products with the dilated input's zeros, 1.5-4× faster than im2col or
-    per-tap scatters for strided layers in a scanned step on CPU.
+    padding: no products with the dilated input's zeros, faster than im2col or per-tap
+    scatters for strided layers in a scanned step on CPU.
 
     Args:
       x: [B, H, W, I] input.
@@ -276,9 +277,9 @@ def max_pool(x: jax.Array, window: tuple[int, int]) -> jax.Array:
     offset of that maximum (int8), and the backward pass gathers, for every input position,
     the gradients of the windows whose maximum it holds: one elementwise pass per axis, no
     `select_and_scatter`. Both passes work on the [B, H, W·C] view (a column shift is a shift
-    by C along its last axis), so XLA:CPU's loops run over W·C contiguous values, not C: with
-    C = 10 that made the pooling step 1.4× faster on an AVX-512 CPU. In a scanned step on
-    CPU this is several times faster than flax's `max_pool` (`reduce_window`).
+    by C along its last axis), so XLA:CPU's loops run over W·C contiguous values, not C. In a
+    scanned step on CPU this is faster than flax's `max_pool` (`reduce_window`);
+    benchmarks/README.md has the measurements.
     """
     return _max_pool_fwd(x, window)[0]
 

@@ -26,11 +26,11 @@ Deviations:
 - Each epoch drops the remainder of the shuffled data (none for 60,000 or 4,000 images).
 - On CPU `train_step` computes each batch's gradient as the mean over micro-batches of 20
   rows (`Config.micro_batch`; `training.mean_over_micro_batches`), with the ε the whole batch
-  would draw: the post's gradient up to float rounding (tested), 20-27% faster on CPU. On an
-  accelerator the whole batch is one computation (its activations fit in no CPU cache
-  anyway, and five sequential pieces would only add launches). Evaluation (`elbo`,
-  `iwae_nll`, `encode`, `decode`) runs its rows in parts of 20 the same way (`in_parts`):
-  `iwae_nll` with k=100 on 1,000 images took 12-14 s instead of 34 s on a 2-core CPU.
+  would draw: the post's gradient up to float rounding (tested), faster on CPU. On an
+  accelerator the whole batch is one computation (its activations fit in no CPU cache anyway,
+  and five sequential pieces would only add launches). Evaluation (`elbo`, `iwae_nll`,
+  `encode`, `decode`) runs its rows in parts of 20 the same way (`in_parts`), on CPU only.
+  The measurements behind both are in benchmarks/README.md.
 
 Run: `jaxunsup run vae-z2 --workdir runs/vae-z2` (`vae-z4` for latent 4; `--preset quick`;
 `--n-seeds S`: seeds `seed..seed+S-1` as one vmapped program, mean/std in the table, the
@@ -118,8 +118,8 @@ class Z4Config(Config):
 # `reproduce --quick`: the post's recipe (batch 100, Adam 1e-3) for 20 epochs of the embedded
 # 4,000 digits instead of 50, about a minute each on a 2-core machine. Six epochs left the z=2
 # manifold grey blobs (test −ELBO 183); by 20 its digits are recognisable and the z=2 test
-# −ELBO is under 170 nats (tests/test_vae.py, slow). The IWAE estimate (~12 ms an image at
-# k=100) runs on the first 500 test images (shuffled classes).
+# −ELBO is under 170 nats (tests/test_vae.py, slow). The IWAE estimate (k=100 samples an
+# image) runs on the first 500 test images (shuffled classes).
 QUICK = {"epochs": 20, "iwae_images": 500, "tsne_points": 200, "checkpoint_every": 10}
 
 

@@ -199,9 +199,9 @@ def train_step(state, batch, key, *, micro_batch: int | None = None):
     """One Adam step on the post's loss (`loss_fn`: the same ε, drawn for the whole batch
     from `fold_in(key, state.step)`), its gradient the mean of the gradients of micro-batches
     of `training.micro_batch_size(B, micro_batch)` rows (`micro_batch=None`:
-    `default_micro_batch`): the batch's gradient up to float rounding, 20-27% faster on CPU at
-    the post's batch of 100 (micro-batches of 20 keep the decoder's [20, 15, 15, 288] tap
-    products in cache; A/B in one process)."""
+    `default_micro_batch`): the batch's gradient up to float rounding, faster on CPU at the
+    post's batch of 100 (micro-batches of 20 keep the decoder's [20, 15, 15, 288] tap
+    products in cache; benchmarks/README.md)."""
     eps = _step_noise(state.params, batch, jax.random.fold_in(key, state.step))
     grad_fn = jax.value_and_grad(loss_from_eps, has_aux=True)
     limit = default_micro_batch(batch.shape[0]) if micro_batch is None else micro_batch
