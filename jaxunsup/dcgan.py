@@ -17,7 +17,13 @@ mirror the torch `nn.Sequential` indices (`conv.3` → `conv_3`).
 Deviations: those of `jaxunsup.gan` (D returns a logit and the loss is the stable BCE; one D
 forward on real and fake together; FashionMNIST only when local files exist, else MNIST; GIF
 frames rescaled from [-1, 1]; the classifier-feature scores are added) and its options, off by
-default: `adam_b1` (Adam's β1) and `label_smoothing` (one-sided, D's real target 1 − s).
+default: `adam_b1` (Adam's β1) and `label_smoothing` (one-sided, D's real target 1 − s); and
+`use_bias` (off by default: the post's layers have none). Without biases both networks are
+positively homogeneous (f(c·x) = c·f(x) for c > 0 before the Tanh/Sigmoid): G cannot draw the
+digits' constant −1 background except through its ReLU features, starts near the grey 0
+image, and D's logit for that image is ≈ 0 (D(fake) ≈ 0.5) whatever D learns, so the seed's
+recipe stays a grey blob (README's dcgan row). torch's default bias on every layer lets G
+draw the background at once (tests/test_dcgan.py).
 
 Run: `jaxunsup run dcgan --workdir runs/dcgan` (`--preset quick`: a 40-step smoke run).
 """
@@ -44,6 +50,7 @@ class DCGANConfig(gan.GANConfig):
 
     dropout: float = 0.5
     conv_impl: layers.ConvImpl = "auto"  # "xla" | "matmul"; auto: matmul on CPU only
+    use_bias: bool = False  # the post's layers have none; True: torch's default bias on each
 
 
 # `reproduce --quick`: 2 epochs of 1,000 images at batch 50 (40 steps): a smoke run of the
@@ -57,13 +64,14 @@ class Generator(nn.Module):
 
     latent_dim: int = 128
     conv_impl: str = "auto"  # `layers.resolve_impl`
+    use_bias: bool = False  # the post: no bias
 
     def setup(self):
         ct = functools.partial(layers.conv_transpose, impl=self.conv_impl)
-        self.conv_0 = ct(self.latent_dim, 256, 3, 1, use_bias=False, name="conv_0")  # 1 → 3
-        self.conv_2 = ct(256, 128, 3, 2, use_bias=False, name="conv_2")  # 3 → 7
-        self.conv_4 = ct(128, 64, 3, 2, use_bias=False, name="conv_4")  # 7 → 15
-        self.conv_6 = ct(64, 1, 2, 2, padding=1, use_bias=False, name="conv_6")  # 15 → 28
+        self.conv_0 = ct(self.latent_dim, 256, 3, 1, use_bias=self.use_bias, name="conv_0")  # 1 → 3
+        self.conv_2 = ct(256, 128, 3, 2, use_bias=self.use_bias, name="conv_2")  # 3 → 7
+        self.conv_4 = ct(128, 64, 3, 2, use_bias=self.use_bias, name="conv_4")  # 7 → 15
+        self.conv_6 = ct(64, 1, 2, 2, padding=1, use_bias=self.use_bias, name="conv_6")  # 15 → 28
 
     def __call__(self, z):
         h = z.reshape(z.shape[0], 1, 1, self.latent_dim)  # [B, 1, 1, 128] = torch's view
@@ -77,13 +85,14 @@ class Discriminator(nn.Module):
 
     dropout: float = 0.5
     conv_impl: str = "auto"  # `layers.resolve_impl`
+    use_bias: bool = False  # the post: no bias
 
     def setup(self):
         conv = functools.partial(layers.conv, impl=self.conv_impl)
-        self.conv_0 = conv(1, 128, 3, 2, 1, use_bias=False, name="conv_0")  # 28 → 14
-        self.conv_3 = conv(128, 256, 3, 2, 1, use_bias=False, name="conv_3")  # 14 → 7
-        self.conv_6 = conv(256, 256, 3, 2, 1, use_bias=False, name="conv_6")  # 7 → 4
-        self.conv_9 = conv(256, 1, 3, 2, use_bias=False, name="conv_9")  # 4 → 1
+        self.conv_0 = conv(1, 128, 3, 2, 1, use_bias=self.use_bias, name="conv_0")  # 28 → 14
+        self.conv_3 = conv(128, 256, 3, 2, 1, use_bias=self.use_bias, name="conv_3")  # 14 → 7
+        self.conv_6 = conv(256, 256, 3, 2, 1, use_bias=self.use_bias, name="conv_6")  # 7 → 4
+        self.conv_9 = conv(256, 1, 3, 2, use_bias=self.use_bias, name="conv_9")  # 4 → 1
         self.drop = nn.Dropout(self.dropout)
 
     def __call__(self, x, train: bool = False):
@@ -95,7 +104,8 @@ class Discriminator(nn.Module):
 
 def create_state(key, cfg: DCGANConfig) -> gan.GANState:
     return gan.create_gan_state(
-        key, Generator(cfg.latent_dim, cfg.conv_impl), Discriminator(cfg.dropout, cfg.conv_impl),
+        key, Generator(cfg.latent_dim, cfg.conv_impl, cfg.use_bias),
+        Discriminator(cfg.dropout, cfg.conv_impl, cfg.use_bias),
         gan.optimizer(cfg), gan.optimizer(cfg), cfg.latent_dim,
     )  # fmt: skip
 

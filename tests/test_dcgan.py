@@ -30,6 +30,23 @@ def test_parameter_counts_and_no_biases(key):
     assert all(list(layer) == ["kernel"] for layer in [*g.values(), *d.values()])  # bias=False
 
 
+def test_use_bias_adds_torchs_bias_to_every_layer(key):
+    """`use_bias=True` (a named option; the post's layers have none): one bias per output
+    channel on each of the 8 layers, drawn from torch's U(±1/sqrt(fan_in)), and G's last bias
+    alone sets the background: with every kernel zero, G draws tanh(bias) at every pixel."""
+    state = dcgan.create_state(key, dcgan.DCGANConfig(use_bias=True))
+    g, d = state.g.params["params"], state.d.params["params"]
+    assert sum(x.size for x in jax.tree.leaves(g)) == 663_808 + 256 + 128 + 64 + 1
+    assert sum(x.size for x in jax.tree.leaves(d)) == 888_192 + 128 + 256 + 256 + 1
+    # torch's fan_in: ConvTranspose2d(128, 64, 3) counts out·k·k = 576; Conv2d(1, 128, 3) 9
+    assert 0 < float(jnp.abs(g["conv_4"]["bias"]).max()) <= 1 / np.sqrt(64 * 9)
+    assert 0.1 < float(jnp.abs(d["conv_0"]["bias"]).max()) <= 1 / 3
+    zeroed = jax.tree.map(jnp.zeros_like, state.g.params)
+    zeroed["params"]["conv_6"]["bias"] = jnp.array([-2.0])
+    out = state.g.apply_fn(zeroed, jax.random.normal(key, (3, 128)))
+    np.testing.assert_allclose(out, np.full((3, 28, 28, 1), np.tanh(-2.0)), rtol=1e-6)
+
+
 def test_every_layer_shape_matches_torch(key):
     g_sizes, n = [], 1
     for k, s, p in ((3, 1, 0), (3, 2, 0), (3, 2, 0), (2, 2, 1)):
