@@ -46,9 +46,9 @@ def _ours_plain_autodiff(broken: np.ndarray, x0: np.ndarray, iterations: int) ->
 
 def _torch(broken: np.ndarray, x0: np.ndarray, iterations: int) -> float:
     b = torch.from_numpy(broken)
-    torch_basics.restore(b, torch.from_numpy(x0.copy()), 0.8, 10)  # warm-up
+    torch_basics.recover_image(b, torch.from_numpy(x0.copy()), 0.8, 10)  # warm-up
     start = time.perf_counter()
-    torch_basics.restore(b, torch.from_numpy(x0.copy()), 0.8, iterations)
+    torch_basics.recover_image(b, torch.from_numpy(x0.copy()), 0.8, iterations)
     return time.perf_counter() - start
 
 

@@ -1,6 +1,6 @@
 """Convolutional autoencoder of post 000 §4 — experiment `ae-conv`.
 
-Seed: `000_1926af310522df2b.txt` §4 ("합성곱 오토인코더"), with k = 16 channels:
+Seed: post 000 §4 ("합성곱 오토인코더"), with k = 16 channels:
 encoder Conv(1,16,3,s2) → Conv(16,32,3,s2) → Conv(32,64,3,s1) (28 → 13 → 6 → 4, ReLU after
 each) → `Flatten` (1024) → Linear(1024,10) + ReLU; decoder Linear(10,1024) + ReLU →
 `Deflatten` (64,4,4) → ConvT(64,32,3,s1) → ConvT(32,16,3,s2) → ConvT(16,1,3,s2,output_padding=1)

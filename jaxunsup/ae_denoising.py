@@ -1,6 +1,6 @@
 """Denoising autoencoder of post 000 §3 — experiment `ae-denoising`.
 
-Seed: `000_1926af310522df2b.txt` §3 ("디노이징 오토인코더"). The stacked AE of §2
+Seed: post 000 §3 ("디노이징 오토인코더"). The stacked AE of §2
 (`autoencoder.StackedAE`, 784-128-32-10 / 10-32-128-784, Adam 1e-4, batch 50, 51 epochs) trained
 on inputs with Gaussian noise N(0, 0.5²) added (`torch.normal(0, 0.5, size)`: std 0.5, no
 clipping) and the clean image as the MSE target. The post shows clean images over noisy ones and

@@ -1,6 +1,6 @@
 """Post 004's Keras autoencoders — experiments `ae-keras-mlp` and `ae-keras-cnn`.
 
-Seed: `004_91898cbc6d9e3628.txt` ("AutoEncoder: dimensionality reduction", TensorFlow 2.2).
+Seed: post 004 ("AutoEncoder: dimensionality reduction", TensorFlow 2.2).
 Both train on the first 3,000 MNIST images for 500 epochs, batch 300, MSE, and cluster the
 latents with k-means (`jaxunsup.latent_clustering`); the post prints no number.
 

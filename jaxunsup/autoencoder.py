@@ -1,6 +1,6 @@
 """Autoencoders of post 000 (§2 stacked) — experiment `ae-stacked`.
 
-Seed: `000_1926af310522df2b.txt` §2.1 ("스택 오토인코더"). An MLP 784-128-32-10 encoder and
+Seed: post 000 §2.1 ("스택 오토인코더"). An MLP 784-128-32-10 encoder and
 10-32-128-784 decoder, ReLU after every hidden layer *including the 10-unit code* (as the post
 has it), Sigmoid output, MSE between input and reconstruction, Adam(1e-4), batch 50, 51 epochs.
 The post prints the mean training loss of epochs 1-4 on the 60,000 MNIST training images:

@@ -1,6 +1,6 @@
 """Post 002 — tensors and autograd, image restoration by gradient descent, a first classifier.
 
-Seed: `002_e29f5b21846ae04f.txt` ("3분 딥러닝" ch. 3). The tensor and autograd part (§3.1) is
+Seed: post 002 ("3분 딥러닝" ch. 3). The tensor and autograd part (§3.1) is
 the guide `docs/tensors-and-autograd.md`; the two experiments live in `restoration` (§3.2,
 `restore-image`) and `blobs` (§3.3, `blobs-classifier`). This module names the post's public
 API in one place.

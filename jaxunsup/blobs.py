@@ -1,6 +1,6 @@
 """Post 002 §3.3 — a first classifier on XOR blobs, experiment `blobs-classifier`.
 
-Seed: `002_e29f5b21846ae04f.txt` ("3분 딥러닝" ch. 3), §3.3. `make_blobs` 2-D points around (1,1),
+Seed: post 002 ("3분 딥러닝" ch. 3), §3.3. `make_blobs` 2-D points around (1,1),
 (-1,-1), (1,-1), (-1,1) with std 0.3, 80 train / 20 test, centres {0,1} → label 0 and {2,3} →
 label 1 (an XOR); a 2-5-1 net (ReLU, Sigmoid), `BCELoss`, full-batch SGD(0.03) for 2,000 epochs,
 loss printed every 100. The post reports test loss ≈ 0.71 before and ≈ 0.36 after training,

@@ -1,6 +1,6 @@
 """DCGAN of post 000 §5.2 — experiment `dcgan`.
 
-Seed: `000_1926af310522df2b.txt` §5.2 ("Deep Convolutional GAN"). Generator: z [B, 128] seen as a
+Seed: post 000 §5.2 ("Deep Convolutional GAN"). Generator: z [B, 128] seen as a
 1×1 image with 128 channels → ConvT(128,256,3,s1) → ConvT(256,128,3,s2) → ConvT(128,64,3,s2) →
 ConvT(64,1,2,s2,p1) (1 → 3 → 7 → 15 → 28), ReLU between, Tanh last. Discriminator:
 Conv(1,128,3,s2,p1) → Conv(128,256,3,s2,p1) → Conv(256,256,3,s2,p1) → Conv(256,1,3,s2)

@@ -1,6 +1,6 @@
 """Deep K-Means of post 000 §7 — experiment `deep-kmeans`.
 
-Seed: `000_1926af310522df2b.txt` §7 ("깊은 K-평균 알고리즘"). The conv autoencoder of §4 with a
+Seed: post 000 §7 ("깊은 K-평균 알고리즘"). The conv autoencoder of §4 with a
 10-d latent (`Encoder`, `Decoder`; `jaxunsup.ae_conv.ConvAE`, layer names = the torch module
 paths) and a `Kmeans` module whose 10 centroids are a learnable parameter drawn from U[0,1).
 Each latent, detached, is assigned to its nearest centroid (argmin of the squared distance);

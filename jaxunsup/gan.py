@@ -1,6 +1,6 @@
 """MLP GAN of post 000 §5.1 — experiment `gan-mlp` — and the machinery every GAN here shares.
 
-Seed: `000_1926af310522df2b.txt` §5.1 ("Vanilla GAN"). Images normalised to [-1, 1]; generator
+Seed: post 000 §5.1 ("Vanilla GAN"). Images normalised to [-1, 1]; generator
 128 → 256 → 512 → 1024 → 784 with LeakyReLU(0.2) and Tanh; discriminator 784 → 1024 → 512 → 256
 → 1 with LeakyReLU(0.2) + Dropout(0.3) and a Sigmoid; `nn.BCELoss`; two Adam(2e-4); batch 100;
 151 epochs. Each step trains D on a real batch (label 1) plus the generator's detached output on

@@ -1,6 +1,6 @@
 """The small MNIST GAN of post 001 and its sequence of fixes — experiment `gan-mnist-simple`.
 
-Seed: `001_d6a4f52360f77114.txt` ("MNIST GAN example", after T. Rashid's *Make Your First GAN
+Seed: post 001 ("MNIST GAN example", after T. Rashid's *Make Your First GAN
 with PyTorch*). MNIST from a CSV file scaled to [0, 1] (`data.load_mnist(source="csv")` reads
 it). Discriminator 784 → 200 → 1, generator seed → 200 → 784, Sigmoid activations and output,
 MSE, SGD(0.01). One image per step and three updates per image: D on the real image (target 1),

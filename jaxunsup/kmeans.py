@@ -1,6 +1,6 @@
 """k-means (post 000 §1) with scikit-learn's semantics — experiment `kmeans-circles`.
 
-Seed: `000_1926af310522df2b.txt` §1 ("K-평균 알고리즘"): `make_circles(500, noise=0.1)`, two
+Seed: post 000 §1 ("K-평균 알고리즘"): `make_circles(500, noise=0.1)`, two
 clusters, centroids drawn from U[0,1), `max_iteration=5` sweeps of a per-point Python loop,
 the last sweep assigning without updating, and `torch.mean` of an empty cluster giving NaN.
 

@@ -1,6 +1,6 @@
 """k-means on autoencoder latents, scored against the true digits (post 004 §1.2 and §2.2).
 
-Seed: `004_91898cbc6d9e3628.txt` ("AutoEncoder: dimensionality reduction"). The post clusters
+Seed: post 004 ("AutoEncoder: dimensionality reduction"). The post clusters
 its autoencoders' latent features with
 `KMeans(n_clusters=10, init="k-means++", n_init=3, max_iter=300, tol=1e-4, random_state=42)`
 and shows, for each cluster, ten member images beside their latent maps; it prints no score

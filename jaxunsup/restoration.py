@@ -1,6 +1,6 @@
 """Post 002 §3.2 — image restoration by gradient descent, experiment `restore-image`.
 
-Seed: `002_e29f5b21846ae04f.txt` ("3분 딥러닝" ch. 3), §3.2. A 100×100 image, flattened to 10,000
+Seed: post 002 ("3분 딥러닝" ch. 3), §3.2. A 100×100 image, flattened to 10,000
 values, was corrupted by `weird_function` (a 3-tap filter [-1/3, 1/3, -1/3] applied 5 times over
 the zero-padded vector, swapping its halves after passes 0, 2 and 4). Starting from
 `randn(10000)`, plain gradient descent on `torch.dist(weird_function(x), broken)` (lr 0.8,

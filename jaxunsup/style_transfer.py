@@ -1,6 +1,6 @@
 """Neural style transfer of post 000 §6 — experiment `style-transfer`, command `style-transfer`.
 
-Seed: `000_1926af310522df2b.txt` §6 ("이미지 스타일 변이"), after Gatys et al. (2016). The image
+Seed: post 000 §6 ("이미지 스타일 변이"), after Gatys et al. (2016). The image
 itself is optimised: it starts as the content image; VGG19's `features` (torchvision, eval) see
 it after ImageNet normalisation; the content loss is the MSE between its `conv_4` activations
 and the content image's; the style loss sums, over `conv_1` … `conv_5`, the MSE between gram

@@ -1,6 +1,6 @@
 """Convolutional VAE of post 003 (AEVB / SGVB) — experiments `vae-z2` and `vae-z4`.
 
-Seed: `003_e81d977a5db70ef5.txt`, sections "Model" (the flexible `ConvVAE`, revised 21/07/26),
+Seed: post 003, sections "Model" (the flexible `ConvVAE`, revised 21/07/26),
 "Loss Function", "Train" and "Result". `ConvVAE(input_size, channels, kernel_size=3, stride=2,
 latent_dim)`: encoder Conv2d(padding 1) + ReLU per channel step, Flatten, Linear to
 2·latent (mean, log-variance); decoder Linear → ReLU → Unflatten → ConvTranspose2d layers with

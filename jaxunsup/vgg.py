@@ -1,6 +1,6 @@
 """VGG19's convolutional trunk (torchvision's `vgg19().features`) with every activation named.
 
-Seed: `000_1926af310522df2b.txt` §6 uses `models.vgg19(pretrained=True).features.eval()` and
+Seed: post 000 §6 uses `models.vgg19(pretrained=True).features.eval()` and
 names its layers while walking them: `conv_i`, `relu_i`, `maxpool_i`, with i counting the
 convolutions seen so far. The paper (Simonyan & Zisserman; Gatys et al. for style transfer)
 names them by block: `conv1_1`, `relu4_2`, `pool3`. Both namings are accepted, and `pool_i` as

@@ -44,7 +44,7 @@ def check_restore_image(steps: int = 300) -> list[dict]:
     # L3: the post's loop for the first `steps` iterations
     x, losses = basics.recover_image(broken, x0, lr=lr, iterations=steps, log_every=steps,
                                verbose=False)  # fmt: skip
-    t_x, t_losses = torch_basics.restore(t_broken, tensor(x0), lr, steps)
+    t_x, t_losses = torch_basics.recover_image(t_broken, tensor(x0), lr, steps)
     rows.append(row(name, "L3", f"loss trace, {steps} steps", losses, t_losses, 0, rtol=1e-5))
     rows.append(row(name, "L3", f"x after {steps} steps", x, numpy(t_x), atol=1e-5))
     return rows

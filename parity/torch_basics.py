@@ -24,7 +24,7 @@ def distance_loss(hypothesis, broken_image):
     return torch.dist(hypothesis, broken_image)
 
 
-def restore(broken_image, random_tensor, lr=0.8, iterations=20_000):
+def recover_image(broken_image, random_tensor, lr=0.8, iterations=20_000):
     """§3.2's gradient-descent loop (without its prints); returns (tensor, losses)."""
     losses = []
     for _ in range(iterations):
