@@ -19,12 +19,13 @@ jax.config.update("jax_default_matmul_precision", "highest")
 
 
 def pytest_configure(config):
-    """The persistent compilation cache is off for the session unless $JAXUNSUP_CACHE_DIR names
-    a folder (then the workers, the in-process CLI and the tests' subprocesses share it): one
-    `make test` on a fresh clone aborted inside JAX's executable serialization while writing
-    the cache (not reproduced alone; see benchmarks/README.md, "Start-up"), and CI must not
-    depend on it. Tests of the cache pass their own folders."""
-    os.environ.setdefault(cache.ENV, "off")
+    """The session's persistent compilation cache: `$JAXUNSUP_CACHE_DIR` if set ("off"
+    disables it), else the clone's own `.pytest_cache/jaxunsup-xla`. The xdist workers, the
+    in-process CLI and the tests' subprocesses (which inherit the variable) share it, so a
+    program compiled once in a session is loaded elsewhere, and a second `make test` on the
+    same clone loads what the first compiled; a fresh clone starts empty. Tests of the cache
+    pass their own folders."""
+    os.environ.setdefault(cache.ENV, str(config.rootpath / ".pytest_cache" / "jaxunsup-xla"))
     cache.enable_compilation_cache()
 
 
@@ -37,7 +38,8 @@ def key():
 
 
 class CompileCounter:
-    """Counts XLA backend compilations inside a `with counter:` block."""
+    """Counts XLA backend compilations inside a `with counter:` block. JAX records one for a
+    program loaded from the persistent cache too, so a warm cache leaves the counts alone."""
 
     def __init__(self):
         self.count = 0

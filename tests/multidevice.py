@@ -186,6 +186,9 @@ def check_kmeans() -> dict:
 
 
 if __name__ == "__main__":
+    from jaxunsup import cache
+
+    cache.enable_compilation_cache()  # the test session's ($JAXUNSUP_CACHE_DIR; "off": none)
     check, args = sys.argv[1], sys.argv[2:]
     if check == "dp":
         result = check_dp()
