@@ -32,10 +32,11 @@ install: $(STAMP)
 demo: install
 	$(PY) -m jaxunsup reproduce --quick --workdir runs
 	@echo "report: runs/report/index.html"
+	-@$(PY) docs/readme_table.py runs  # README's results table against this run
 
 test: install browser
-	$(VENV)/bin/ruff check jaxunsup parity tests benchmarks
-	$(VENV)/bin/ruff format --check jaxunsup parity tests benchmarks
+	$(VENV)/bin/ruff check jaxunsup parity tests benchmarks docs
+	$(VENV)/bin/ruff format --check jaxunsup parity tests benchmarks docs
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15  # two workers: compilation is single-threaded
 
 parity: install
