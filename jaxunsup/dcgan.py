@@ -25,7 +25,12 @@ image, and D's logit for that image is ≈ 0 (D(fake) ≈ 0.5) whatever D learns
 recipe stays a grey blob (README's dcgan row). torch's default bias on every layer lets G
 draw the background at once (tests/test_dcgan.py).
 
-Run: `jaxunsup run dcgan --workdir runs/dcgan` (`--preset quick`: a 40-step smoke run).
+The quick preset changes the post's recipe in five named ways so that recognisable digits come
+within ~600 steps: `use_bias=True`, `adam_b1=0.5`, `label_smoothing=0.1`, `lr=1e-3` (not 2e-4)
+and batch 32 (not 100), for 5 epochs of 4,000 images, without per-epoch scores. The default
+(`full`) preset stays the post's recipe.
+
+Run: `jaxunsup run dcgan --workdir runs/dcgan` (`--preset quick`: the few-minute recipe).
 """
 
 from __future__ import annotations
@@ -53,10 +58,12 @@ class DCGANConfig(gan.GANConfig):
     use_bias: bool = False  # the post's layers have none; True: torch's default bias on each
 
 
-# `reproduce --quick`: 2 epochs of 1,000 images at batch 50 (40 steps): a smoke run of the
-# pipeline on 2 CPU cores, where one DCGAN step at batch 50 takes about half a second.
-QUICK = {"n_train": 1000, "batch_size": 50, "epochs": 2, "checkpoint_every": 1,
-         "eval_samples": 5000, "epoch_eval_samples": 500}  # fmt: skip
+# `reproduce --quick`: 5 epochs of 4,000 images at batch 32 (625 steps) with five named changes
+# to the post's recipe: `use_bias` (torch's default bias on every layer; without it G stays a grey
+# blob), Adam β1 0.5, one-sided label smoothing 0.1, lr 1e-3 (not 2e-4) and batch 32 (not 100);
+# no per-epoch scores. Recognisable digits (README's dcgan row).
+QUICK = {"use_bias": True, "adam_b1": 0.5, "label_smoothing": 0.1, "lr": 1e-3, "batch_size": 32,
+         "n_train": 4000, "epochs": 5, "epoch_eval_samples": 0, "checkpoint_every": 5}  # fmt: skip
 
 
 class Generator(nn.Module):
