@@ -148,15 +148,14 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Post 000 §5.1's `Discriminator` without its final Sigmoid: images [..., 28, 28, 1] →
-    logits [..., 1]."""
+    """Post 000 §5.1's `Discriminator` without its final Sigmoid: images → logits [B, 1]."""
 
     hidden: tuple[int, ...] = (1024, 512, 256)
     dropout: float = 0.3
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        h = x.reshape(*x.shape[:-3], -1)  # [..., 784]; C=1 so NHWC and NCHW flatten agree
+        h = x.reshape(x.shape[0], -1)  # [B, 784]; C=1 so NHWC and NCHW flatten agree
         sizes = (784, *self.hidden)
         for i in range(len(self.hidden)):
             h = nn.leaky_relu(layers.dense(sizes[i], sizes[i + 1], name=f"linear_{3 * i}")(h), 0.2)

@@ -73,10 +73,6 @@ class StepSpec:
     loss: "bce" or "mse". separate_d_steps: post 001's two D updates (real, then fake) instead of
     post 000's one update on the sum of both losses. real_label: D's target for real images
     (below 1: one-sided label smoothing, Salimans et al. 2016; G's target stays 1).
-    joint_batch: how that one update's single D forward sees real and fake: "stack" ([2, B, ...],
-    for a D that takes leading axes: on a mesh each device keeps its rows of both halves) or
-    "concat" ([2B, ...]: a mesh gathers the halves; the DCGAN's, see DESIGN.md). Both draw the
-    same dropout masks, bit for bit.
     """
 
     latent_dim: int = 128
@@ -84,7 +80,6 @@ class StepSpec:
     loss: Literal["bce", "mse"] = "bce"
     separate_d_steps: bool = False
     real_label: float = 1.0
-    joint_batch: Literal["stack", "concat"] = "stack"  # D's one forward on both halves
 
 
 def noise(key, n: int, spec: StepSpec):
@@ -117,12 +112,12 @@ def _d_update(d, real, fake, key, spec: StepSpec):
         return d.apply_gradients(grads=grads), (l_real + l_fake) / 2, p_real, p_fake
 
     def loss(params):  # post 000: one backward through loss(real, 1) + loss(fake, 0)
-        join = jnp.stack if spec.joint_batch == "stack" else jnp.concatenate
-        logits = d.apply_fn(params, join([real, fake]), train=True, rngs={"dropout": k_real})
-        logits = logits.reshape(2, -1, 1)  # [2, B, 1]: the real half, then the fake half
-        l_total = gan_loss(logits[0], t_real, spec.loss) + gan_loss(logits[1], 0.0, spec.loss)
+        x = jnp.concatenate([real, fake])  # [2B, ...]: one forward pass for both halves
+        logits = d.apply_fn(params, x, train=True, rngs={"dropout": k_real})
+        n = real.shape[0]
+        l_total = gan_loss(logits[:n], t_real, spec.loss) + gan_loss(logits[n:], 0.0, spec.loss)
         probs = jax.nn.sigmoid(logits)
-        return l_total, (jnp.mean(probs[0]), jnp.mean(probs[1]))
+        return l_total, (jnp.mean(probs[:n]), jnp.mean(probs[n:]))
 
     (l_total, (p_real, p_fake)), grads = jax.value_and_grad(loss, has_aux=True)(d.params)
     return d.apply_gradients(grads=grads), l_total, p_real, p_fake
