@@ -29,6 +29,7 @@ import platform
 from pathlib import Path
 
 ENV = "JAXUNSUP_CACHE_DIR"
+MAX_BYTES = 2 * 1024**3  # the folder's bound (the whole test suite leaves ~65 MB)
 _OFF = ("", "off")
 
 
@@ -79,6 +80,8 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
 
     Every compiled program is cached, however small or quick to compile (JAX's defaults keep
     only those that took over a second): most of these models' programs compile in 0.05-2 s.
+    The folder is bounded (`MAX_BYTES`, least recently used entries go first), and every read
+    and write holds JAX's file lock, so processes can share it.
     """
     import jax
     from jax.experimental.compilation_cache import compilation_cache
@@ -93,4 +96,10 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
         jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    # A size bound turns on JAX's least-recently-used eviction, which holds a file lock around
+    # every read and write of an entry: unbounded, an entry is written in place, and a process
+    # that reads it mid-write (the test suite's workers, or two runs at once) deserializes a
+    # torn executable. One worker of a second `make test` died so (a segfault in
+    # `deserialize_executable`, the entry fine when read alone).
+    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
     return folder

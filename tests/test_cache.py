@@ -122,6 +122,22 @@ def test_a_cached_step_is_bit_identical_to_a_fresh_compile(tmp_path):
         assert all(jax.tree.leaves(same))
 
 
+def test_the_cache_is_bounded_and_every_entry_goes_through_the_file_lock(tmp_path):
+    """Processes share the folder: JAX locks reads and writes only when the cache is bounded
+    (unbounded, a reader can load an entry another process is still writing)."""
+    session_dir = jax.config.jax_compilation_cache_dir
+    try:
+        folder = cache.enable_compilation_cache(tmp_path)
+        assert jax.config.jax_compilation_cache_max_size == cache.MAX_BYTES > 0
+        jax.jit(lambda x: x * 5 + 1)(np.ones(7, np.float32)).block_until_ready()
+        names = [p.name for p in folder.iterdir()]
+        assert ".lockfile" in names  # the lock JAX's bounded cache takes
+        assert any(n.endswith("-cache") for n in names) and any(n.endswith("-atime") for n in names)
+    finally:
+        compilation_cache.reset_cache()
+        jax.config.update("jax_compilation_cache_dir", session_dir)
+
+
 def _probe(code: str) -> str:
     """The last line `code` prints in a fresh interpreter (no JAX cache variables set)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
