@@ -29,7 +29,21 @@ import platform
 from pathlib import Path
 
 ENV = "JAXUNSUP_CACHE_DIR"
-MAX_BYTES = 2 * 1024**3  # the folder's bound (the whole test suite leaves ~65 MB)
+MAX_ENV = "JAXUNSUP_CACHE_MAX_BYTES"  # -1: unbounded and unlocked (one process at a time)
+MAX_BYTES = 2 * 1024**3  # the folder's default bound (the whole test suite leaves ~65 MB)
+
+
+def max_bytes() -> int:
+    """The cache folder's bound: `$JAXUNSUP_CACHE_MAX_BYTES`, else `MAX_BYTES`."""
+    value = os.environ.get(MAX_ENV, "").strip()
+    try:
+        return int(value) if value else MAX_BYTES
+    except ValueError:
+        raise ValueError(
+            f"{MAX_ENV} must be a whole number of bytes or -1, got {value!r}"
+        ) from None
+
+
 _OFF = ("", "off")
 
 
@@ -80,8 +94,9 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
 
     Every compiled program is cached, however small or quick to compile (JAX's defaults keep
     only those that took over a second): most of these models' programs compile in 0.05-2 s.
-    The folder is bounded (`MAX_BYTES`, least recently used entries go first), and every read
-    and write holds JAX's file lock, so processes can share it.
+    The folder is bounded (`max_bytes()`, least recently used entries go first), and every read
+    and write holds JAX's file lock, so processes can share it; `$JAXUNSUP_CACHE_MAX_BYTES=-1`
+    leaves it unbounded and unlocked, for a folder only one process uses at a time.
     """
     import jax
     from jax.experimental.compilation_cache import compilation_cache
@@ -100,6 +115,8 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     # every read and write of an entry: unbounded, an entry is written in place, and a process
     # that reads it mid-write (the test suite's workers, or two runs at once) deserializes a
     # torn executable. One worker of a second `make test` died so (a segfault in
-    # `deserialize_executable`, the entry fine when read alone).
-    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
+    # `deserialize_executable`, the entry fine when read alone). The price: each new entry
+    # lists the folder to evict, so a suite that compiles thousands of programs into one
+    # folder slows down; the tests give each worker its own folder, unbounded (conftest.py).
+    jax.config.update("jax_compilation_cache_max_size", max_bytes())
     return folder

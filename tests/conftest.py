@@ -18,14 +18,22 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_default_matmul_precision", "highest")
 
 
+_OURS = "_JAXUNSUP_TEST_CACHE"  # set when the folder below is the suite's choice, not the user's
+
+
 def pytest_configure(config):
-    """The session's persistent compilation cache: `$JAXUNSUP_CACHE_DIR` if set ("off"
-    disables it), else the clone's own `.pytest_cache/jaxunsup-xla`. The xdist workers, the
-    in-process CLI and the tests' subprocesses (which inherit the variable) share it, so a
-    program compiled once in a session is loaded elsewhere, and a second `make test` on the
-    same clone loads what the first compiled; a fresh clone starts empty. Tests of the cache
-    pass their own folders."""
-    os.environ.setdefault(cache.ENV, str(config.rootpath / ".pytest_cache" / "jaxunsup-xla"))
+    """The session's persistent compilation cache: `$JAXUNSUP_CACHE_DIR` if the user set it
+    ("off" disables it), else the clone's own `.pytest_cache/jaxunsup-xla/<xdist worker>`.
+    Each worker has its own folder, which its in-process CLI runs and the subprocesses it
+    starts (one at a time; they inherit the variables) share, unbounded: no two processes use
+    one folder at once, so JAX's lock and its per-entry folder scan are not needed
+    (`cache.max_bytes`). A second `make test` on the same clone loads what the first compiled;
+    a fresh clone starts empty. Tests of the cache pass their own folders."""
+    if cache.ENV not in os.environ or os.environ.get(_OURS) == "1":
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        os.environ[cache.ENV] = str(config.rootpath / ".pytest_cache" / "jaxunsup-xla" / worker)
+        os.environ[_OURS] = "1"
+        os.environ.setdefault(cache.MAX_ENV, "-1")
     cache.enable_compilation_cache()
 
 

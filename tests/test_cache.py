@@ -122,10 +122,13 @@ def test_a_cached_step_is_bit_identical_to_a_fresh_compile(tmp_path):
         assert all(jax.tree.leaves(same))
 
 
-def test_the_cache_is_bounded_and_every_entry_goes_through_the_file_lock(tmp_path):
+def test_the_cache_is_bounded_and_every_entry_goes_through_the_file_lock(tmp_path, monkeypatch):
     """Processes share the folder: JAX locks reads and writes only when the cache is bounded
     (unbounded, a reader can load an entry another process is still writing)."""
-    session_dir = jax.config.jax_compilation_cache_dir
+    session_dir, session_max = (
+        jax.config.jax_compilation_cache_dir, jax.config.jax_compilation_cache_max_size
+    )  # fmt: skip
+    monkeypatch.delenv(cache.MAX_ENV, raising=False)  # the user's default, not the suite's
     try:
         folder = cache.enable_compilation_cache(tmp_path)
         assert jax.config.jax_compilation_cache_max_size == cache.MAX_BYTES > 0
@@ -133,8 +136,14 @@ def test_the_cache_is_bounded_and_every_entry_goes_through_the_file_lock(tmp_pat
         names = [p.name for p in folder.iterdir()]
         assert ".lockfile" in names  # the lock JAX's bounded cache takes
         assert any(n.endswith("-cache") for n in names) and any(n.endswith("-atime") for n in names)
+        monkeypatch.setenv(cache.MAX_ENV, "-1")
+        assert cache.max_bytes() == -1
+        monkeypatch.setenv(cache.MAX_ENV, "lots")
+        with pytest.raises(ValueError, match="JAXUNSUP_CACHE_MAX_BYTES must be a whole number"):
+            cache.max_bytes()
     finally:
         compilation_cache.reset_cache()
+        jax.config.update("jax_compilation_cache_max_size", session_max)
         jax.config.update("jax_compilation_cache_dir", session_dir)
 
 

@@ -12,13 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxunsup import distributed
+from jaxunsup import cache, distributed
 
 SCRIPT = Path(__file__).with_name("multidevice.py")
 
 
 def _run(args, devices: int, timeout: int = 600, **popen) -> subprocess.Popen:
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    if args[0] == "process":  # processes that run at once: not on the worker's cache folder
+        env[cache.ENV] = "off"
     env.pop("JAX_NUM_CPU_DEVICES", None)
     return subprocess.Popen(
         [sys.executable, str(SCRIPT), *map(str, args)], env=env, text=True,
