@@ -101,6 +101,7 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 
+    bound = max_bytes()  # checked before any setting changes
     root = default_cache_dir() if path is None else Path(path)
     if root is None or str(root).strip().lower() in _OFF:
         return None
@@ -118,5 +119,5 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     # `deserialize_executable`, the entry fine when read alone). The price: each new entry
     # lists the folder to evict, so a suite that compiles thousands of programs into one
     # folder slows down; the tests give each worker its own folder, unbounded (conftest.py).
-    jax.config.update("jax_compilation_cache_max_size", max_bytes())
+    jax.config.update("jax_compilation_cache_max_size", bound)
     return folder

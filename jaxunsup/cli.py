@@ -260,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, exp in EXPERIMENTS.items():
             print(f"{name:<{width}}  seed {exp.seed:<8}  {exp.summary}")
         return 0
-    _enable_cache(args)
     try:
+        _enable_cache(args)  # a bad $JAXUNSUP_CACHE_MAX_BYTES is a ValueError: one line below
         return _run(args, parser)
     except (ValueError, OSError, ImportError) as err:  # FileNotFoundError is an OSError
         print(f"jaxunsup: error: {user_message(err)}", file=sys.stderr)

@@ -179,3 +179,15 @@ def test_importing_the_library_changes_no_jax_setting():
         "print(c.jax_compilation_cache_dir, c.jax_persistent_cache_min_compile_time_secs)\n"
     )
     assert _probe(probe) == "None 1.0"
+
+
+def test_a_bad_cache_bound_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(cache.MAX_ENV, "lots")
+    before = jax.config.jax_compilation_cache_dir
+    argv = ["run", "kmeans-circles", "--workdir", str(tmp_path / "w"), "--cache-dir", str(tmp_path)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "JAXUNSUP_CACHE_MAX_BYTES must be a whole number of bytes or -1" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
+    assert not (tmp_path / "w").exists()
+    assert jax.config.jax_compilation_cache_dir == before  # refused before any setting changed
